@@ -1,0 +1,5 @@
+"""``python -m shellwatch``."""
+
+from shellwatch.cli import main
+
+main()

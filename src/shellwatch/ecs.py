@@ -1,0 +1,100 @@
+"""The in-memory ECS event: a flat mapping from dotted field paths to values.
+
+Rules read fields by dotted path (``process.parent.name``), so events are kept flat: one dict lookup per field on
+the hot path, whatever nesting the source document used. Flattening follows Elasticsearch's own treatment of
+object fields: ``{"process": {"parent": {"name": "w3wp.exe"}}}`` and ``{"process.parent.name": "w3wp.exe"}`` are
+the same field, and an array of objects becomes one multi-valued field per leaf
+(``{"a": [{"b": 1}, {"b": 2}]}`` -> ``{"a.b": [1, 2]}``), which is how Elasticsearch indexes non-``nested``
+object arrays and therefore what its queries see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+Event = dict[str, Any]
+"""A flat ECS event: dotted path -> scalar, or list of scalars for a multi-valued field."""
+
+
+def flatten(document: Mapping[str, Any]) -> Event:
+    """Flatten a nested JSON document into an :data:`Event`."""
+    out: Event = {}
+    _flatten_into(out, "", document)
+    return out
+
+
+def _flatten_into(out: Event, prefix: str, document: Mapping[str, Any]) -> None:
+    for key, value in document.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _flatten_into(out, path + ".", value)
+        elif isinstance(value, list) and any(isinstance(item, Mapping) for item in value):
+            _flatten_object_array(out, path, value)
+        else:
+            _put(out, path, value)
+
+
+def _flatten_object_array(out: Event, path: str, items: list[Any]) -> None:
+    for item in items:
+        if isinstance(item, Mapping):
+            part: Event = {}
+            _flatten_into(part, path + ".", item)
+            for sub_path, sub_value in part.items():
+                _append(out, sub_path, sub_value)
+        else:
+            _append(out, path, item)
+
+
+def _put(out: Event, path: str, value: Any) -> None:
+    if path in out:
+        # The same field written twice (nested and dotted forms both present): keep every value.
+        _append(out, path, value)
+    else:
+        out[path] = value
+
+
+def _append(out: Event, path: str, value: Any) -> None:
+    values = value if isinstance(value, list) else [value]
+    if path not in out:
+        out[path] = list(values)
+        return
+    current = out[path]
+    if not isinstance(current, list):
+        current = [current]
+    current.extend(values)
+    out[path] = current
+
+
+def unflatten(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Rebuild a nested document from a flat event, for output.
+
+    A path whose prefix is itself a leaf (``a`` and ``a.b`` both set) keeps the dotted key under the deepest
+    object that can hold it, so no value is lost.
+    """
+    root: dict[str, Any] = {}
+    for path in sorted(event):
+        node = root
+        parts = path.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                node[".".join(parts[i:])] = event[path]
+                break
+            node = child
+        else:
+            # Paths are visited in sorted order, so a leaf ``a`` is always placed before ``a.b`` arrives.
+            node[parts[-1]] = event[path]
+    return root
+
+
+def values_of(event: Mapping[str, Any], path: str) -> list[Any]:
+    """The non-null values of a field as a list (empty when missing)."""
+    value = event.get(path)
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [v for v in value if v is not None]
+    return [value]

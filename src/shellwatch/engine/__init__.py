@@ -1,0 +1,1 @@
+"""Evaluation of compiled queries over ECS events."""

@@ -1,0 +1,1 @@
+"""Rule query languages (EQL, Sigma) and the IR they compile to."""

@@ -1,0 +1,1 @@
+"""Rule files in, validated :class:`~shellwatch.rules.model.Rule` objects out."""

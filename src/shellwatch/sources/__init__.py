@@ -1,0 +1,1 @@
+"""Readers: files, archives and streams in, raw records out."""

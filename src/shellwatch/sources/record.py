@@ -1,0 +1,52 @@
+"""What a reader hands on: a raw record, still in its source's shape, and where it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+RecordShape = Literal["windows_event", "json"]
+"""How a record's data is shaped.
+
+* ``windows_event``: a Windows event as the evtx package renders it to JSON,
+  ``{"Event": {"System": {...}, "EventData": {...}}}``, whatever container it came from (EVTX, event XML,
+  evtx_dump JSON); XML attributes sit under ``#attributes`` and element text under ``#text``, as evtx renders them.
+* ``json``: any other JSON object (ECS documents, Winlogbeat, flat OTRF records, vendor exports), as decoded.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record came from: the file (``-`` for stdin; ``archive.zip!member`` inside an archive), and the
+    EVTX record id or the 1-based line of a text file, when known."""
+
+    path: str
+    record_id: int | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        if self.record_id is not None:
+            return f"{self.path} record {self.record_id}"
+        if self.line is not None:
+            return f"{self.path}:{self.line}"
+        return self.path
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record read from a source, not yet normalized."""
+
+    data: dict[str, Any]
+    shape: RecordShape
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProblem:
+    """A part of an input that could not be read: the record or chunk is skipped, the rest still read."""
+
+    origin: Origin
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.origin}: {self.reason}"
