@@ -1,0 +1,1 @@
+"""Alerts: a rule's match on an event, as Kibana's security alert document."""
