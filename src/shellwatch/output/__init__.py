@@ -1,0 +1,1 @@
+"""Alert sinks: NDJSON, JSON, CSV and the terminal table, each safe to show on a terminal."""
