@@ -1,0 +1,115 @@
+"""``shellwatch rules show RULE``: one rule's metadata, ATT&CK mapping, investigation guide and compiled query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from rich.markdown import Markdown
+from rich.table import Table
+from rich.text import Text
+
+from shellwatch.cli.display import cell, make_console, safe_text
+from shellwatch.cli.rule_selection import load_selected_rules, rules_option
+from shellwatch.query.render import render_ir
+from shellwatch.rules.model import Rule
+
+
+def find_rules(rules: Sequence[Rule], wanted: str) -> list[Rule]:
+    """Rules whose rule_id is ``wanted``; else whose id starts with it; else whose name contains it (any case)."""
+    lowered = wanted.lower()
+    exact = [rule for rule in rules if rule.rule_id.lower() == lowered]
+    if exact:
+        return exact
+    prefixed = [rule for rule in rules if rule.rule_id.lower().startswith(lowered)]
+    if prefixed:
+        return prefixed
+    return [rule for rule in rules if lowered in rule.name.lower()]
+
+
+def _metadata_table(rule: Rule) -> Table:
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    rows: list[tuple[str, object]] = [
+        ("rule_id", rule.rule_id),
+        ("name", rule.name),
+        ("description", rule.description),
+        ("type / language", f"{rule.type} / {rule.language}"),
+        ("severity", rule.severity),
+        ("risk_score", rule.risk_score),
+        ("version", rule.version),
+        ("status", rule.status),
+        ("interval / from", f"{rule.interval} / {rule.from_}"),
+        ("max_signals", rule.max_signals),
+        ("index", list(rule.index)),
+        ("logsource", [f"{key}: {value}" for key, value in rule.logsource.items()]),
+        ("author", list(rule.author)),
+        ("license", rule.license),
+        ("tags", list(rule.tags)),
+        ("references", list(rule.references)),
+        ("false_positives", list(rule.false_positives)),
+        ("timestamp_override", rule.timestamp_override),
+        ("building_block_type", rule.building_block_type),
+        ("exceptions_list", len(rule.exceptions_list) if rule.exceptions_list else None),
+        ("source", str(rule.source)),
+    ]
+    for key, value in rows:
+        if value in (None, "", []):
+            continue
+        table.add_row(Text(key), cell(value, keep_newlines=key == "false_positives"))
+    return table
+
+
+def _attack_text(rule: Rule) -> Text:
+    text = Text()
+    for threat in rule.threat:
+        text.append(safe_text(f"{threat.tactic.id} {threat.tactic.name}"), style="bold")
+        text.append(safe_text(f"  {threat.tactic.reference}\n"))
+        for technique in threat.techniques:
+            text.append(safe_text(f"  {technique.id} {technique.name}\n"))
+            for sub in technique.subtechniques:
+                text.append(safe_text(f"    {sub.id} {sub.name}\n"))
+    return text
+
+
+def _heading(title: str) -> Text:
+    return Text(f"\n{title}", style="bold underline")
+
+
+@click.command("show")
+@click.argument("rule_ref", metavar="RULE")
+@rules_option
+@click.option(
+    "--markdown/--plain",
+    default=False,
+    help="Render the investigation guide as Markdown (default: plain text, as written).",
+)
+def show_rule(rule_ref: str, rule_paths: Sequence[Path], markdown: bool) -> None:
+    """Show RULE (a rule_id, an id prefix, or part of a name): metadata, ATT&CK, guide, compiled query."""
+    rules = load_selected_rules(rule_paths).rules
+    found = find_rules(rules, rule_ref)
+    if not found:
+        raise click.ClickException(f"no rule matches {safe_text(rule_ref)!r}")
+    if len(found) > 1:
+        names = "\n".join(f"  {safe_text(rule.rule_id)}  {safe_text(rule.name)}" for rule in found)
+        raise click.ClickException(f"{len(found)} rules match {safe_text(rule_ref)!r}; give more of the id:\n{names}")
+    rule = found[0]
+    console = make_console()
+    console.print(Text(safe_text(rule.name), style="bold"))
+    console.print(_metadata_table(rule))
+    if rule.threat:
+        console.print(_heading("ATT&CK"))
+        console.print(_attack_text(rule), end="")
+    if rule.note:
+        console.print(_heading("Investigation guide"))
+        if markdown:
+            # Markdown source is text, not rich markup; controls are escaped first, links are not made clickable.
+            console.print(Markdown(safe_text(rule.note, keep_newlines=True), hyperlinks=False))
+        else:
+            console.print(cell(rule.note, keep_newlines=True))
+    console.print(_heading("Query"))
+    console.print(cell(rule.query.strip("\n"), keep_newlines=True))
+    console.print(_heading("Compiled (IR)"))
+    console.print(cell(render_ir(rule.ir), keep_newlines=True))

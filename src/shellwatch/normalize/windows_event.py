@@ -1,0 +1,307 @@
+"""Raw Windows events (the evtx package's JSON rendering of ``<Event>``) -> the fields Winlogbeat collects.
+
+A raw EVTX or XML event has no shipper in front of it, so this module does what Winlogbeat's collection does
+(``winlogbeat/sys/winevent/event.go`` and ``maputil.go`` in elastic/beats) before the provider's ingest
+mapping runs: ``winlog.*`` from the System part,
+``event.code``/``event.provider``/``event.outcome``/``log.level``, ``host.name``, and every EventData
+(UserData) value as a string under ``winlog.event_data.*`` (``winlog.user_data.*``). It also sets
+``host.os.type``, which Elastic leaves to the shipper's host metadata.
+
+What Winlogbeat takes from the publisher's message files and this module cannot: ``message``, ``winlog.task``
+(except task 0, "None"), ``event.action`` of unmapped events, keyword names beyond the standard ones, and the
+account name behind ``winlog.user.identifier``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from shellwatch.ecs import Event
+from shellwatch.normalize.providers import mapping_for, os_type_for
+from shellwatch.normalize.timestamps import iso_utc
+
+_EVENT_DATA = "winlog.event_data."
+_USER_DATA = "winlog.user_data."
+
+# The standard values of winmeta.xml that Winlogbeat falls back to (winlogbeat/sys/winevent/winmeta.go).
+_KEYWORDS: Final = (
+    (0x1000000000000, "Response Time"),
+    (0x4000000000000, "WDI Diag"),
+    (0x8000000000000, "SQM"),
+    (0x10000000000000, "Audit Failure"),
+    (0x20000000000000, "Audit Success"),
+    (0x40000000000000, "Correlation Hint"),
+    (0x80000000000000, "Classic"),
+)
+_AUDIT_FAILURE = 0x10000000000000
+_AUDIT_SUCCESS = 0x20000000000000
+_OPCODES: Final = {
+    0: "Info",
+    1: "Start",
+    2: "Stop",
+    3: "DCStart",
+    4: "DCStop",
+    5: "Extension",
+    6: "Reply",
+    7: "Resume",
+    8: "Suspend",
+    9: "Send",
+}
+# log.level: Winlogbeat lower-cases the level name; level 0 ("Log Always") shows as Information.
+_LEVELS: Final = {0: "information", 1: "critical", 2: "error", 3: "warning", 4: "information", 5: "verbose"}
+
+
+def keyword_names(keywords: int) -> list[str]:
+    """The standard keyword names set in a Keywords bit mask, in bit order."""
+    return [name for mask, name in _KEYWORDS if keywords & mask]
+
+
+def outcome_of(keywords: int) -> str | None:
+    """``event.outcome`` as Winlogbeat derives it from the audit keywords."""
+    if keywords & _AUDIT_FAILURE:
+        return "failure"
+    if keywords & _AUDIT_SUCCESS:
+        return "success"
+    return None
+
+
+def level_name(level: int) -> str | None:
+    """``log.level`` for a numeric event level."""
+    return _LEVELS.get(level)
+
+
+def opcode_name(opcode: int) -> str | None:
+    """``winlog.opcode`` for a standard numeric opcode."""
+    return _OPCODES.get(opcode)
+
+
+def as_int(value: Any) -> int | None:
+    """An integer System value as rendered (int, decimal or ``0x`` hex text), else ``None``."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text, 16) if text[:2] in ("0x", "0X") else int(text)
+        except ValueError:
+            return None
+    return None
+
+
+def braced_guid(value: Any) -> str | None:
+    """A GUID in Windows' rendering, with braces (the evtx package renders GUIDs without them)."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value if value[0] == "{" else "{" + value + "}"
+
+
+def text_value(value: Any) -> str | None:
+    """An event data value as the string Winlogbeat stores, or ``None`` for an empty one (Winlogbeat drops
+    empty values). CRLF becomes LF and trailing newlines go, as ``RemoveWindowsLineEndings`` does."""
+    kind = type(value)
+    if kind is str:
+        text: str = value
+    elif kind is int:
+        return str(value)
+    elif kind is bool:
+        return "true" if value else "false"
+    elif kind is float:
+        return repr(value)
+    elif kind is dict:
+        inner = value.get("#text")
+        if isinstance(inner, list):
+            inner = "".join(item for item in inner if isinstance(item, str))
+        return text_value(inner) if inner is not None and type(inner) is not dict else None
+    else:
+        return None
+    if not text:
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if text[-1] == "\n":
+        text = text.rstrip("\n")
+    return text
+
+
+def _unnamed_values(data: Any) -> list[Any]:
+    # Unnamed <Data> elements: evtx renders one as a value, several as {"#text": [...]} or a list.
+    if isinstance(data, dict):
+        data = data.get("#text")
+    if isinstance(data, list):
+        return data
+    return [] if data is None else [data]
+
+
+def event_data_strings(
+    section: Mapping[str, Any], event: Event | None = None, prefix: str = ""
+) -> dict[str, str]:
+    """An EventData section by field name, values as strings; unnamed values become ``param1``, ``param2``...
+    numbered by position as Winlogbeat numbers them, empty values left out. With ``event``, each field is also
+    written there under ``prefix`` (one pass for both)."""
+    out: dict[str, str] = {}
+    position = 0
+    for key, value in section.items():
+        if key == "Data":
+            for item in _unnamed_values(value):
+                position += 1
+                text = text_value(item)
+                if text is not None:
+                    name = f"param{position}"
+                    if name not in out:
+                        out[name] = text
+                        if event is not None:
+                            event[prefix + name] = text
+            continue
+        if key == "#attributes":
+            continue
+        position += 1
+        # Most values are non-empty strings without line breaks: taken as they are.
+        if type(value) is str and value and value[-1] != "\n" and "\r" not in value:
+            text = value
+        else:
+            text = text_value(value)
+            if text is None:
+                continue
+        out[key] = text
+        if event is not None:
+            event[prefix + key] = text
+    return out
+
+
+def user_data_strings(section: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """A UserData section: the name of its single child element (``winlog.user_data.xml_name``) and that
+    element's children as strings."""
+    for name, element in section.items():
+        if name == "#attributes":
+            continue
+        if isinstance(element, dict):
+            return name, event_data_strings(element)
+        return name, {}
+    return None, {}
+
+
+def _attributes(element: Any) -> Mapping[str, Any]:
+    if isinstance(element, dict):
+        attributes = element.get("#attributes")
+        if isinstance(attributes, dict):
+            return attributes
+    return {}
+
+
+def _event_id(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("#text")
+    number = as_int(value)
+    return str(number) if number is not None else None
+
+
+def normalize_windows_event(document: Mapping[str, Any]) -> tuple[str, Event]:
+    """A raw Windows event ``{"Event": {"System": ..., "EventData": ...}}`` -> (source family, ECS event)."""
+    root = document.get("Event", document)
+    if not isinstance(root, dict):
+        root = {}
+    system = root.get("System")
+    if not isinstance(system, dict):
+        system = {}
+
+    provider_attributes = _attributes(system.get("Provider"))
+    provider = provider_attributes.get("Name") or provider_attributes.get("EventSourceName")
+    provider = provider if isinstance(provider, str) else None
+    channel = system.get("Channel")
+    channel = channel if isinstance(channel, str) and channel else None
+    code = _event_id(system.get("EventID"))
+
+    event: Event = {}
+    timestamp = iso_utc(_attributes(system.get("TimeCreated")).get("SystemTime"))
+    if timestamp is not None:
+        event["@timestamp"] = timestamp
+    event["event.kind"] = "event"
+    if code is not None:
+        event["event.code"] = code
+        event["winlog.event_id"] = code
+    if provider:
+        event["event.provider"] = provider
+        event["winlog.provider_name"] = provider
+    guid = braced_guid(provider_attributes.get("Guid"))
+    if guid is not None:
+        event["winlog.provider_guid"] = guid
+    if channel is not None:
+        event["winlog.channel"] = channel
+    computer = system.get("Computer")
+    if isinstance(computer, str) and computer:
+        event["host.name"] = computer
+        event["winlog.computer_name"] = computer
+    event["host.os.type"] = os_type_for(provider)
+    _add_system_numbers(event, system)
+    _add_system_identities(event, system)
+
+    data: dict[str, str] = {}
+    event_data = root.get("EventData")
+    if isinstance(event_data, dict):
+        data = event_data_strings(event_data, event, _EVENT_DATA)
+    user_data = root.get("UserData")
+    if isinstance(user_data, dict):
+        xml_name, user_fields = user_data_strings(user_data)
+        for key, value in user_fields.items():
+            event[_USER_DATA + key] = value
+        if xml_name is not None:
+            event[_USER_DATA + "xml_name"] = xml_name
+        if not data:
+            data = user_fields
+
+    family, mapper = mapping_for(provider, channel)
+    if mapper is not None and code is not None:
+        mapper(event, data, code)
+    return family, event
+
+
+def _add_system_numbers(event: Event, system: Mapping[str, Any]) -> None:
+    # Winlogbeat adds these only when non-zero (AddOptional).
+    record_id = as_int(system.get("EventRecordID"))
+    if record_id:
+        # winlog.record_id is a keyword: the pipelines convert it to a string.
+        event["winlog.record_id"] = str(record_id)
+    version = as_int(system.get("Version"))
+    if version:
+        event["winlog.version"] = version
+    level = as_int(system.get("Level"))
+    if level is not None:
+        name = level_name(level)
+        if name is not None:
+            event["log.level"] = name
+    opcode = as_int(system.get("Opcode"))
+    if opcode is not None:
+        opcode_text = opcode_name(opcode)
+        if opcode_text is not None:
+            event["winlog.opcode"] = opcode_text
+    if as_int(system.get("Task")) == 0:
+        event["winlog.task"] = "None"
+    keywords = as_int(system.get("Keywords"))
+    if keywords:
+        names = keyword_names(keywords)
+        if names:
+            event["winlog.keywords"] = names
+        outcome = outcome_of(keywords)
+        if outcome is not None:
+            event["event.outcome"] = outcome
+    execution = _attributes(system.get("Execution"))
+    pid = as_int(execution.get("ProcessID"))
+    if pid:
+        event["winlog.process.pid"] = pid
+    thread = as_int(execution.get("ThreadID"))
+    if thread:
+        event["winlog.process.thread.id"] = thread
+
+
+def _add_system_identities(event: Event, system: Mapping[str, Any]) -> None:
+    user = _attributes(system.get("Security")).get("UserID")
+    if isinstance(user, str) and user:
+        event["winlog.user.identifier"] = user
+    correlation = _attributes(system.get("Correlation"))
+    activity = braced_guid(correlation.get("ActivityID"))
+    if activity is not None:
+        event["winlog.activity_id"] = activity
+    related = braced_guid(correlation.get("RelatedActivityID"))
+    if related is not None:
+        event["winlog.related_activity_id"] = related

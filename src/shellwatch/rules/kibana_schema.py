@@ -1,0 +1,222 @@
+"""Kibana's rule schema: a mapping with Kibana's field names -> a validated Rule, or why not.
+
+Elastic's detection-rules TOML (its ``[rule]`` table) and Kibana's rule JSON / saved-objects export use the same
+field names, so both loaders hand their rule mapping to :func:`outcome_from_kibana_fields`. It checks the fields
+Kibana requires and their types, then compiles the query: EQL through :func:`shellwatch.query.eql.parse_eql`;
+every other rule type (query/KQL, new_terms, esql, threshold, machine_learning, threat_match) is reported as
+unsupported with its type and language named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shellwatch.query.errors import QueryError, UnsupportedQuery
+from shellwatch.query.ir import FALSE
+from shellwatch.rules.attack import technique_reference
+from shellwatch.rules.model import AttackEntry, Rule, RuleError, RuleSource, Technique, Threat
+from shellwatch.rules.outcome import LoadOutcome
+
+REQUIRED_FIELDS = ("rule_id", "name", "description", "type", "risk_score", "severity")
+"""Fields every Kibana rule must have (Kibana's rule schema marks them required)."""
+
+_DEFAULT_CATEGORY_FIELD = "event.category"
+
+
+def outcome_from_kibana_fields(
+    fields: Mapping[str, Any], source: RuleSource, *, status: str | None = None, line: int | None = None
+) -> LoadOutcome:
+    """Validate a Kibana rule mapping and compile its query.
+
+    ``status`` is the rule's maturity or status when the container gives one (detection-rules'
+    ``[metadata] maturity``); ``line`` is where the rule starts in its file, for messages.
+    """
+    rule_id = fields.get("rule_id") if isinstance(fields.get("rule_id"), str) else None
+    name = fields.get("name") if isinstance(fields.get("name"), str) else None
+    language = fields.get("language") if isinstance(fields.get("language"), str) else None
+    where = {"path": source.path, "index": source.index, "line": line}
+
+    def error(reason: str) -> LoadOutcome:
+        return LoadOutcome(status="error", reason=reason, rule_id=rule_id, name=name, language=language, **where)
+
+    def unsupported(reason: str) -> LoadOutcome:
+        return LoadOutcome(
+            status="unsupported", reason=reason, rule_id=rule_id, name=name, language=language, **where
+        )
+
+    try:
+        metadata = _metadata(fields, status)
+        # Building the rule with a placeholder query validates the metadata whatever the rule type, so an
+        # unsupported rule with a bad severity is reported as the error it is.
+        Rule(ir=FALSE, source=source, **metadata)
+    except RuleError as exc:
+        return error(str(exc))
+
+    rule_type = metadata["type"]
+    if rule_type != "eql":
+        detail = f"rule type {rule_type!r}"
+        if language and language != rule_type:
+            detail += f" (language {language!r})"
+        return unsupported(detail)
+    if language not in (None, "eql"):
+        return error(f"an eql rule has language {language!r}")
+    if fields.get("filters"):
+        return unsupported("filters (Kibana query DSL filters beside the EQL query)")
+    category_field = fields.get("event_category_override")
+    if category_field not in (None, "", _DEFAULT_CATEGORY_FIELD):
+        return unsupported(f"event_category_override ({category_field!r})")
+
+    # The query front end is imported here, not at module load, so listing or showing metadata stays cheap.
+    from shellwatch.query.eql import parse_eql
+
+    try:
+        ir = parse_eql(metadata["query"])
+    except UnsupportedQuery as exc:
+        return unsupported(str(exc))
+    except QueryError as exc:
+        return error(f"query: {exc}")
+    rule = Rule(ir=ir, source=source, **metadata)
+    return LoadOutcome(status="ok", rule_id=rule_id, name=name, language="eql", rule=rule, **where)
+
+
+def _metadata(fields: Mapping[str, Any], status: str | None) -> dict[str, Any]:
+    """Every Rule field except ``ir`` and ``source``, type-checked; raises RuleError naming the faulty field."""
+    missing = [key for key in REQUIRED_FIELDS if key not in fields]
+    rule_type = fields.get("type")
+    if rule_type == "eql" and "query" not in fields:
+        missing.append("query")
+    if missing:
+        raise RuleError(f"missing required field{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    language = _optional_str(fields, "language")
+    return {
+        "rule_id": _str(fields, "rule_id"),
+        "name": _str(fields, "name"),
+        "description": _str(fields, "description"),
+        "type": _str(fields, "type"),
+        "language": language if language is not None else _str(fields, "type"),
+        "query": _optional_str(fields, "query") or "",
+        "severity": _str(fields, "severity"),
+        "risk_score": _int(fields, "risk_score"),
+        "index": _str_tuple(fields, "index"),
+        "interval": _optional_str(fields, "interval") or "5m",
+        "from_": _optional_str(fields, "from") or "now-6m",
+        "max_signals": _int(fields, "max_signals", 100),
+        "tags": _str_tuple(fields, "tags"),
+        "threat": _threats(fields.get("threat", [])),
+        "note": _optional_str(fields, "note"),
+        "false_positives": _str_tuple(fields, "false_positives"),
+        "references": _str_tuple(fields, "references"),
+        "author": _str_tuple(fields, "author"),
+        "license": _optional_str(fields, "license"),
+        "version": _int(fields, "version", 1),
+        "exceptions_list": _mappings(fields, "exceptions_list"),
+        "timestamp_override": _optional_str(fields, "timestamp_override"),
+        "building_block_type": _optional_str(fields, "building_block_type"),
+        "status": status,
+    }
+
+
+def _str(fields: Mapping[str, Any], key: str) -> str:
+    value = fields.get(key)
+    if not isinstance(value, str):
+        raise RuleError(f"{key} must be a string, not {_kind(value)}")
+    return value
+
+
+def _optional_str(fields: Mapping[str, Any], key: str) -> str | None:
+    return None if fields.get(key) is None else _str(fields, key)
+
+
+def _int(fields: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    value = fields.get(key, default)
+    # bool is an int subclass in Python; Kibana's schema does not accept true as a number.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RuleError(f"{key} must be an integer, not {_kind(value)}")
+    return value
+
+
+def _str_tuple(fields: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = fields.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise RuleError(f"{key} must be a list of strings")
+    return tuple(value)
+
+
+def _mappings(fields: Mapping[str, Any], key: str) -> tuple[Mapping[str, Any], ...]:
+    value = fields.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
+        raise RuleError(f"{key} must be a list of objects")
+    return tuple(value)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "missing"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list"}.get(
+        type(value), "an object"
+    )
+
+
+def _threats(value: Any) -> tuple[Threat, ...]:
+    if not isinstance(value, list):
+        raise RuleError("threat must be a list")
+    threats: list[Threat] = []
+    for position, item in enumerate(value):
+        where = f"threat[{position}]"
+        if not isinstance(item, Mapping):
+            raise RuleError(f"{where} must be an object")
+        framework = item.get("framework")
+        if not isinstance(framework, str):
+            raise RuleError(f"{where}.framework must be a string")
+        techniques = item.get("technique", [])
+        if not isinstance(techniques, list):
+            raise RuleError(f"{where}.technique must be a list")
+        threats.append(
+            Threat(
+                framework=framework,
+                tactic=_entry(item.get("tactic"), f"{where}.tactic", _tactic_reference),
+                techniques=tuple(
+                    _technique(technique, f"{where}.technique[{i}]") for i, technique in enumerate(techniques)
+                ),
+            )
+        )
+    return tuple(threats)
+
+
+def _technique(value: Any, where: str) -> Technique:
+    entry = _entry(value, where, technique_reference)
+    subs = value.get("subtechnique", [])
+    if not isinstance(subs, list):
+        raise RuleError(f"{where}.subtechnique must be a list")
+    return Technique(
+        id=entry.id,
+        name=entry.name,
+        reference=entry.reference,
+        subtechniques=tuple(
+            _entry(sub, f"{where}.subtechnique[{i}]", technique_reference) for i, sub in enumerate(subs)
+        ),
+    )
+
+
+def _tactic_reference(tactic_id: str) -> str:
+    return f"https://attack.mitre.org/tactics/{tactic_id}/"
+
+
+def _entry(value: Any, where: str, default_reference: Any) -> AttackEntry:
+    if not isinstance(value, Mapping):
+        raise RuleError(f"{where} must be an object")
+    entry_id, name, reference = value.get("id"), value.get("name"), value.get("reference")
+    if not isinstance(entry_id, str) or not entry_id:
+        raise RuleError(f"{where}.id must be a non-empty string")
+    if not isinstance(name, str):
+        raise RuleError(f"{where}.name must be a string")
+    if reference is None:
+        reference = default_reference(entry_id)
+    elif not isinstance(reference, str):
+        raise RuleError(f"{where}.reference must be a string")
+    return AttackEntry(id=entry_id, name=name, reference=reference)

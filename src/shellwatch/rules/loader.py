@@ -1,0 +1,107 @@
+"""Rule files and folders in, a :class:`~shellwatch.rules.outcome.LoadResult` out; and the bundled rule pack.
+
+A file's format is chosen by its extension: ``.toml`` (Elastic detection-rules), ``.json`` (Kibana rule JSON),
+``.ndjson`` (Kibana saved-objects export), ``.yml`` / ``.yaml`` (Sigma). Folders are walked recursively in sorted
+order, skipping hidden entries (``.github`` and the like) and files with other extensions (READMEs, licenses);
+a file named explicitly must have one of these extensions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from importlib import resources
+from pathlib import Path
+
+from shellwatch.rules.outcome import LoadOutcome, LoadResult
+
+MAX_RULE_FILE_BYTES = 64 * 1024 * 1024
+"""Larger files are refused: no real rule file or export comes near it, and the whole file is held in memory."""
+
+Loader = Callable[[str, str], list[LoadOutcome]]
+
+
+def _loader_for(path: Path) -> Loader | None:
+    # Imported on demand: a TOML-only run never pays for pySigma's import, nor a Sigma-only run for eql's.
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        from shellwatch.rules.elastic_toml import load_elastic_toml
+
+        return load_elastic_toml
+    if suffix == ".json":
+        from shellwatch.rules.kibana_json import load_kibana_json
+
+        return load_kibana_json
+    if suffix == ".ndjson":
+        from shellwatch.rules.kibana_json import load_kibana_ndjson
+
+        return load_kibana_ndjson
+    if suffix in (".yml", ".yaml"):
+        from shellwatch.rules.sigma_yaml import load_sigma_yaml
+
+        return load_sigma_yaml
+    return None
+
+
+RULE_FILE_SUFFIXES = (".toml", ".json", ".ndjson", ".yml", ".yaml")
+
+
+def iter_rule_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Every rule file named by ``paths``: files as given, folders walked (sorted, hidden entries skipped).
+
+    A path that does not exist is yielded as it is, so that loading it reports the error.
+    """
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            yield path
+            continue
+        for found in sorted(path.rglob("*")):
+            relative = found.relative_to(path).parts
+            if any(part.startswith(".") for part in relative):
+                continue
+            if found.suffix.lower() in RULE_FILE_SUFFIXES and found.is_file():
+                yield found
+
+
+def load_rule_file(path: str | Path) -> list[LoadOutcome]:
+    """The outcomes of one rule file (never raises for bad content or an unreadable file)."""
+    path = Path(path)
+    shown = str(path)
+    loader = _loader_for(path)
+    if loader is None:
+        return [
+            LoadOutcome(
+                path=shown,
+                status="error",
+                reason=f"not a rule file (extension is not one of {', '.join(RULE_FILE_SUFFIXES)})",
+            )
+        ]
+    try:
+        size = path.stat().st_size
+        if size > MAX_RULE_FILE_BYTES:
+            return [LoadOutcome(path=shown, status="error", reason=f"file too large ({size} bytes)")]
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return [LoadOutcome(path=shown, status="error", reason=f"not UTF-8 text (byte {exc.start})")]
+    except OSError as exc:
+        return [LoadOutcome(path=shown, status="error", reason=f"cannot read: {exc.strerror or exc}")]
+    return loader(text, shown)
+
+
+def load_rules(paths: Iterable[str | Path]) -> LoadResult:
+    """Load every rule under ``paths`` (files and folders); each rule or broken file gets an outcome."""
+    return LoadResult.of(outcome for path in iter_rule_files(paths) for outcome in load_rule_file(path))
+
+
+PACK_PACKAGE = "shellwatch.rules"
+PACK_FOLDER = "pack"
+
+
+def bundled_pack_path() -> Path:
+    """The folder of the rule pack shipped inside the package."""
+    return Path(str(resources.files(PACK_PACKAGE).joinpath(PACK_FOLDER)))
+
+
+def load_bundled_rules() -> LoadResult:
+    """The bundled rule pack: the seed EQL rule and the seed Sigma rule (see ``pack/README.md``)."""
+    return load_rules([bundled_pack_path()])

@@ -1,0 +1,380 @@
+"""EVTX files in, raw Windows event records out, every readable record of a damaged file included.
+
+Records come from the evtx package (pyevtx-rs): ``PyEvtxParser(..., number_of_threads=1).records_json()``, one
+parser thread per process being the fastest on typical files. Its iterator raises on a damaged chunk or record
+and then goes on with the next one, so a first pass reads everything the parser can and reports each record it
+cannot parse. The parser is silent, though, about records it never reaches: it abandons a chunk at the first
+damaged record header and skips a chunk whose header is damaged. So after the first pass, the chunk headers
+(512 bytes every 64 KiB) are checked against the record ids already read; only a chunk whose records are not
+all accounted for is walked byte by byte and handed to the parser again in repaired form
+(:mod:`shellwatch.sources.evtx_layout`), which yields the records behind the damage. A clean file costs one
+extra read of its chunk headers.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+from evtx import PyEvtxParser
+
+from shellwatch.sources.evtx_layout import (
+    CHUNK_HEADER_SIZE,
+    CHUNK_SIZE,
+    FILE_HEADER_SIZE,
+    FILLER_RECORD_ID,
+    ChunkLayout,
+    file_of_chunks,
+    parse_chunk_header,
+    repaired_chunk,
+    scan_chunk,
+)
+from shellwatch.sources.record import Origin, RawRecord, ReadProblem
+
+ProblemSink = Callable[[ReadProblem], None]
+
+_RECORD_ERROR = re.compile(r"Failed to parse record number (\d+): ?")
+_REPAIR_BATCH_CHUNKS = 16
+
+
+def read_evtx(source: str | IO[bytes], display: str, on_problem: ProblemSink) -> Iterator[RawRecord]:
+    """Every readable record of an EVTX file, in file order, then those recovered from damaged chunks.
+
+    ``source`` is a path or a seekable binary file; ``display`` names it in origins and problems.
+    """
+    ledger = _Ledger()
+    try:
+        parser = PyEvtxParser(source, number_of_threads=1)
+    except (
+        Exception
+    ) as error:  # the extension raises RuntimeError or OSError; either way: rebuild from chunks
+        ledger.unexplained.append(f"file header unreadable: {error}")
+        ledger.header_damaged = True
+    else:
+        yield from _read_with_parser(parser, display, ledger, on_problem)
+    yield from _recover_chunks(source, display, ledger, on_problem)
+
+
+class _Ledger:
+    """The record ids accounted for: those read by the first pass (as runs of consecutive ids, so memory stays
+    small on files of millions of records), and, one by one, those reported as unparsable or recovered later;
+    plus parser errors that name no record."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[int, int]] = []
+        self.settled: set[int] = set()
+        self.unexplained: list[str] = []
+        self.header_damaged = False
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def freeze(self) -> None:
+        """Merge the runs for lookups; call once the first pass is over."""
+        merged: list[tuple[int, int]] = []
+        for start, end in sorted(self.runs):
+            if merged and start <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        self.runs = merged
+        self._starts = [start for start, _ in merged]
+        self._ends = [end for _, end in merged]
+
+    def has(self, record_id: int) -> bool:
+        """Whether the record was read or reported already."""
+        if record_id in self.settled:
+            return True
+        index = bisect.bisect_right(self._starts, record_id) - 1
+        return index >= 0 and record_id <= self._ends[index]
+
+    def covers(self, first: int, last: int) -> bool:
+        """Whether every id from ``first`` to ``last`` was read or reported."""
+        record_id = first
+        while record_id <= last:
+            if record_id in self.settled:
+                record_id += 1
+                continue
+            index = bisect.bisect_right(self._starts, record_id) - 1
+            if index < 0 or record_id > self._ends[index]:
+                return False
+            record_id = self._ends[index] + 1
+        return True
+
+
+def _read_with_parser(
+    parser: Any, display: str, ledger: _Ledger, on_problem: ProblemSink
+) -> Iterator[RawRecord]:
+    records = parser.records_json()
+    runs = ledger.runs
+    run_start = run_end = -2  # no run yet: no record id is -1
+    loads = orjson.loads
+    while True:
+        try:
+            # The iterator resumes with the next record or chunk after raising, so the loop is simply
+            # re-entered.
+            for item in records:
+                record_id = item["event_record_id"]
+                if record_id == run_end + 1:
+                    run_end = record_id
+                else:
+                    if run_start >= 0:
+                        runs.append((run_start, run_end))
+                    run_start = run_end = record_id
+                try:
+                    data = loads(item["data"])
+                except orjson.JSONDecodeError:
+                    data = _lenient_json(item["data"], display, record_id, on_problem)
+                    if data is None:
+                        continue
+                yield RawRecord(data, "windows_event", Origin(display, record_id))
+            break
+        except RuntimeError as error:
+            _parser_error(str(error), display, ledger, on_problem)
+    if run_start >= 0:
+        runs.append((run_start, run_end))
+
+
+def _lenient_json(text: str, display: str, record_id: int, on_problem: ProblemSink) -> dict[str, Any] | None:
+    # orjson rejects what stdlib json accepts, e.g. an escaped unpaired surrogate from a UTF-16 string: keep
+    # the event, an attacker must not hide one behind a malformed character.
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        on_problem(ReadProblem(Origin(display, record_id), f"record rendered as invalid JSON: {error}"))
+        return None
+    if not isinstance(value, dict):
+        on_problem(ReadProblem(Origin(display, record_id), "record rendered as JSON that is not an object"))
+        return None
+    return _without_surrogates(value)  # type: ignore[no-any-return]
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    return value
+
+
+def _parser_error(message: str, display: str, ledger: _Ledger, on_problem: ProblemSink) -> None:
+    match = _RECORD_ERROR.match(message)
+    if match is None:
+        # Chunk-level errors name a chunk the recovery pass walks and explains in its own words.
+        ledger.unexplained.append(message)
+        return
+    record_id = int(match.group(1))
+    ledger.settled.add(record_id)
+    reason = message[match.end() :]
+    on_problem(ReadProblem(Origin(display, record_id), f"record could not be parsed: {reason}"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Repair:
+    slot: int
+    chunk: bytes
+    repaired_ids: dict[int, str]
+    """Record ids whose header was repaired, with what was wrong, to explain a later parse failure."""
+
+
+def _recover_chunks(
+    source: str | IO[bytes], display: str, ledger: _Ledger, on_problem: ProblemSink
+) -> Iterator[RawRecord]:
+    ledger.freeze()
+    explained = False
+    if ledger.header_damaged:
+        on_problem(ReadProblem(Origin(display), "EVTX file header damaged; reading its chunks one by one"))
+        explained = True
+    pending: list[_Repair] = []
+    with _random_access(source) as file:
+        for slot, chunk in _damaged_chunks(file, ledger):
+            layout = scan_chunk(chunk)
+            for reason in _describe_damage(slot, chunk, layout, ledger):
+                on_problem(ReadProblem(Origin(display), reason))
+                explained = True
+            fixed = repaired_chunk(chunk, layout)
+            if fixed is None or all(ledger.has(record.record_id) for record in layout.records):
+                continue
+            explained = True
+            repaired_ids = {
+                record.record_id: "its record header was damaged"
+                for record in layout.records
+                if record.repaired
+            }
+            pending.append(_Repair(slot, fixed, repaired_ids))
+            if len(pending) == _REPAIR_BATCH_CHUNKS:
+                yield from _read_repaired(pending, display, ledger, on_problem)
+                pending = []
+    yield from _read_repaired(pending, display, ledger, on_problem)
+    if not explained:
+        for message in ledger.unexplained:
+            on_problem(ReadProblem(Origin(display), message))
+
+
+class _random_access:
+    """A seekable binary file for the source: the path opened, or the caller's file (left open)."""
+
+    def __init__(self, source: str | IO[bytes]) -> None:
+        self._source = source
+        self._opened: IO[bytes] | None = None
+
+    def __enter__(self) -> IO[bytes]:
+        if isinstance(self._source, str):
+            self._opened = open(self._source, "rb")
+            return self._opened
+        return self._source
+
+    def __exit__(self, *_: object) -> None:
+        if self._opened is not None:
+            self._opened.close()
+
+
+def _damaged_chunks(file: IO[bytes], ledger: _Ledger) -> Iterator[tuple[int, bytes]]:
+    """Chunk slots holding records the first pass did not account for, with their bytes."""
+    size = file.seek(0, os.SEEK_END)
+    slot = 0
+    while FILE_HEADER_SIZE + slot * CHUNK_SIZE < size:
+        offset = FILE_HEADER_SIZE + slot * CHUNK_SIZE
+        file.seek(offset)
+        head = file.read(CHUNK_HEADER_SIZE)
+        header = parse_chunk_header(head)
+        accounted = (
+            header is not None
+            and header.is_consistent
+            and ledger.covers(header.first_record_id, header.last_record_id)
+        )
+        if not accounted:
+            chunk = head + file.read(CHUNK_SIZE - len(head))
+            # A zeroed slot is free space (the parser skips it too); anything else may hold records.
+            if header is not None or any(chunk):
+                yield slot, chunk
+        slot += 1
+
+
+def _describe_damage(slot: int, chunk: bytes, layout: ChunkLayout, ledger: _Ledger) -> list[str]:
+    where = f"chunk {slot} (file offset {FILE_HEADER_SIZE + slot * CHUNK_SIZE:#x})"
+    reasons: list[str] = []
+    if len(chunk) < CHUNK_SIZE:
+        reasons.append(f"{where}: the file ends {len(chunk)} bytes into this chunk (truncated file)")
+    gaps = list(layout.gaps)
+    if layout.header is None:
+        if not layout.records:
+            reasons.append(
+                f"{where}: not a valid chunk (bad header magic) and no record found in it; skipped"
+            )
+            return reasons
+        first, last = layout.records[0], layout.records[-1]
+        lost = ""
+        if gaps and gaps[0].start == CHUNK_HEADER_SIZE:
+            lost = (
+                f"; chunk bytes {CHUNK_HEADER_SIZE:#x}-{first.offset:#x} before them hold no readable record"
+            )
+            gaps.pop(0)
+        reasons.append(
+            f"{where}: chunk header damaged; records {_id_range(first.record_id, last.record_id)} "
+            f"found by scanning the chunk{lost}"
+        )
+    for gap in gaps:
+        before = [record.record_id for record in layout.records if record.offset < gap.start]
+        after = [record.record_id for record in layout.records if record.offset >= gap.end]
+        lost_ids = ""
+        if before and after and after[0] > before[-1] + 1:
+            lost_ids = f"; records {_id_range(before[-1] + 1, after[0] - 1)} lost"
+        resumes = f"; reading resumes at record {after[0]}" if after else ""
+        reasons.append(
+            f"{where}: chunk bytes {gap.start:#x}-{gap.end:#x} hold no readable record{lost_ids}{resumes}"
+        )
+    if layout.lost_from is not None and layout.header is not None:
+        first_lost = layout.records[-1].record_id + 1 if layout.records else layout.header.first_record_id
+        # The parser may have read a record the walk rejects (a zeroed tail still renders): it was yielded.
+        while first_lost <= layout.header.last_record_id and ledger.has(first_lost):
+            first_lost += 1
+        if first_lost <= layout.header.last_record_id:
+            reasons.append(
+                f"{where}: records {_id_range(first_lost, layout.header.last_record_id)} named in the chunk "
+                f"header are unreadable (no intact record header from chunk offset {layout.lost_from:#x} on)"
+            )
+    return reasons
+
+
+def _id_range(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def _read_repaired(
+    repairs: list[_Repair], display: str, ledger: _Ledger, on_problem: ProblemSink
+) -> Iterator[RawRecord]:
+    if not repairs:
+        return
+    repaired_ids: dict[int, str] = {}
+    for repair in repairs:
+        repaired_ids.update(repair.repaired_ids)
+    parser = PyEvtxParser(
+        io.BytesIO(file_of_chunks([repair.chunk for repair in repairs])), number_of_threads=1
+    )
+    records: Any = parser.records_json()  # yields dicts, raises RuntimeError per damaged record
+    failures: list[tuple[int, str]] = []
+    while True:
+        try:
+            for item in records:
+                record_id = item["event_record_id"]
+                if record_id == FILLER_RECORD_ID or ledger.has(record_id):
+                    continue
+                ledger.settled.add(record_id)
+                try:
+                    data = orjson.loads(item["data"])
+                except orjson.JSONDecodeError:
+                    data = _lenient_json(item["data"], display, record_id, on_problem)
+                    if data is None:
+                        continue
+                yield RawRecord(data, "windows_event", Origin(display, record_id))
+            break
+        except RuntimeError as error:
+            failure = _repaired_parser_error(str(error), ledger, repaired_ids)
+            if failure is None:
+                slots = ", ".join(str(repair.slot) for repair in repairs)
+                on_problem(
+                    ReadProblem(Origin(display), f"repaired chunks {slots} could not be read: {error}")
+                )
+            elif failure[0] != FILLER_RECORD_ID:
+                failures.append(failure)
+    _report_failures(failures, display, on_problem)
+
+
+def _repaired_parser_error(
+    message: str, ledger: _Ledger, repaired_ids: dict[int, str]
+) -> tuple[int, str] | None:
+    """The record id and reason of a record the parser failed on in a repaired chunk (the filler's id for
+    errors to ignore), or None for an error that names no record."""
+    match = _RECORD_ERROR.match(message)
+    if match is None:
+        return None
+    record_id = int(match.group(1))
+    if record_id == FILLER_RECORD_ID or ledger.has(record_id):
+        return FILLER_RECORD_ID, ""
+    ledger.settled.add(record_id)
+    context = f" ({repaired_ids[record_id]})" if record_id in repaired_ids else ""
+    return record_id, f"could not be parsed{context}: {message[match.end() :]}"
+
+
+def _report_failures(failures: list[tuple[int, str]], display: str, on_problem: ProblemSink) -> None:
+    # Records behind damage often fail together (the templates they use were in the damaged bytes): one
+    # problem per run of consecutive ids failing for the same reason.
+    index = 0
+    while index < len(failures):
+        first_id, reason = failures[index]
+        last_id = first_id
+        index += 1
+        while index < len(failures) and failures[index] == (last_id + 1, reason):
+            last_id += 1
+            index += 1
+        what = "record" if first_id == last_id else f"records {first_id}-{last_id}"
+        on_problem(ReadProblem(Origin(display, first_id), f"{what} {reason}"))
