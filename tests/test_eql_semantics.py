@@ -17,10 +17,13 @@ Sources cited:
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import eql
 import pytest
 
 from conftest import shared_path
@@ -42,7 +45,7 @@ def proc(fields: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {"event.category": ["process"], **(fields or {})}
 
 
-# -- event category -----------------------------------------------------------------------------------------
+# -- event category ------------------------------------------------------------------------------------------
 
 
 def test_category_is_a_case_sensitive_term_on_event_category() -> None:
@@ -381,6 +384,16 @@ def test_ordering_compares_like_types_only() -> None:
     assert not matches('any where n < "10"', {"n": 9})
 
 
+def test_parsing_imports_no_eql_extension_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """eql.parse_query imports every module named eql_* on sys.path (eql.utils.load_extensions); parse_eql
+    must not, whatever sits on the path."""
+    (tmp_path / "eql_shellwatch_probe.py").write_text("IMPORTED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(eql.utils, "_loaded_plugins", False)
+    parse_eql('process where process.name : "cmd.exe"')
+    assert "eql_shellwatch_probe" not in sys.modules
+
+
 # -- errors --------------------------------------------------------------------------------------------------
 
 
@@ -392,6 +405,12 @@ def test_invalid_query_gives_position() -> None:
         parse_eql('process where\n  a == "x" and b === "y"')
     assert info.value.position == (2, 20)
     assert "line 2, column 20" in str(info.value)
+
+
+def test_unknown_function_gives_position() -> None:
+    with pytest.raises(QueryError) as info:
+        parse_eql('any where a == "x" and\n  nosuchfunction(a)')
+    assert info.value.position == (2, 3)
 
 
 def test_field_to_field_comparison_is_rejected_with_position() -> None:

@@ -90,3 +90,28 @@ def test_unknown_json_is_flattened_as_is() -> None:
     family, event = normalize_with_family(_json(document))
     assert family == "unknown" == source_family(_json(document))
     assert event == {"timestamp": 131509374020000000, "process_name": "cmd.exe", "nested.a.b": [1, 2]}
+
+
+def test_collected_winlogbeat_document_gets_the_pipeline_mapping_only() -> None:
+    """A Winlogbeat document that skipped the ingest pipeline is mapped by the provider's pipeline rules,
+    and those rules alone name the process: sysmon.yml sets no name for a path without a backslash."""
+    document = {
+        "@timestamp": "2024-05-01T10:00:00.000Z",
+        "event": {"code": "1", "kind": "event", "provider": "Microsoft-Windows-Sysmon"},
+        "winlog": {
+            "channel": "Microsoft-Windows-Sysmon/Operational",
+            "provider_name": "Microsoft-Windows-Sysmon",
+            "event_id": "1",
+            "record_id": 7,
+            "user": {"identifier": "S-1-5-18"},
+            "event_data": {"Image": "System", "ParentImage": "C:\\Windows\\explorer.exe", "User": "D\\u"},
+        },
+    }
+    family, event = normalize_with_family(_json(document))
+    assert family == "winlogbeat"
+    assert event["event.category"] == ["process"]
+    assert event["process.executable"] == "System"
+    assert "process.name" not in event
+    assert event["process.parent.name"] == "explorer.exe"
+    assert (event["user.name"], event["user.id"]) == ("u", "S-1-5-18")
+    assert event["winlog.record_id"] == "7"

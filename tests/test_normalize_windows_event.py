@@ -211,6 +211,9 @@ def test_unnamed_data_are_numbered_by_position() -> None:
     assert "winlog.event_data.param2" not in event
     assert event["winlog.event_data.param3"] == "1"
     assert event["winlog.event_data.Binary"] == "613C"
+    named = {"Data": [{"#attributes": {"Name": "Image"}, "#text": "C:\\x.exe"}, "loose"]}
+    event = normalize(_record({"Event": {"System": _system("P", 1, "Application"), "EventData": named}}))
+    assert (event["winlog.event_data.Image"], event["winlog.event_data.param2"]) == ("C:\\x.exe", "loose")
     single = normalize(
         _record({"Event": {"System": _system("P", 1, "Application"), "EventData": {"Data": "only"}}})
     )

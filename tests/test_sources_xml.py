@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import shared_path
 from defusedxml import DTDForbidden
 
+from conftest import shared_path
 from shellwatch.sources import event_xml
 from shellwatch.sources.event_xml import parse_fragment
 from shellwatch.sources.reader import read_paths
@@ -24,7 +24,8 @@ SYSMON_1 = (
     f'<Event xmlns="{NS}"><System><Provider Name="Microsoft-Windows-Sysmon" '
     'Guid="{5770385F-C22A-43E0-BF4C-06F5698FFBD9}"/><EventID>1</EventID><Version>5</Version><Level>4</Level>'
     "<Task>1</Task><Opcode>0</Opcode><Keywords>0x8000000000000000</Keywords>"
-    '<TimeCreated SystemTime="2019-05-24T01:33:53.1124863Z"/><EventRecordID>1044</EventRecordID><Correlation/>'
+    '<TimeCreated SystemTime="2019-05-24T01:33:53.1124863Z"/><EventRecordID>1044</EventRecordID>'
+    "<Correlation/>"
     '<Execution ProcessID="2032" ThreadID="2092"/><Channel>Microsoft-Windows-Sysmon/Operational</Channel>'
     '<Computer>IEWIN7</Computer><Security UserID="S-1-5-18"/></System><EventData>'
     '<Data Name="RuleName"></Data><Data Name="ProcessGuid">{365ABB72-4A01-5CE7-0000-0010EE9DAC00}</Data>'
@@ -88,9 +89,9 @@ def sysmon_event(record_id: int, command_line: str = "whoami") -> str:
 
 
 def test_single_event_in_the_shape_evtx_renders() -> None:
-    """Windows' rendering (braced GUIDs, 7-digit FILETIME fraction, self-closed empty elements) becomes the dict
-    evtx's JSON rendering gives for the same event (evtx writes GUIDs bare and six fractional digits; see the
-    record above as evtx renders it from LM_typical_IIS_webshell_sysmon_1_10_traces.evtx)."""
+    """Windows' rendering (braced GUIDs, 7-digit FILETIME fraction, self-closed empty elements) becomes the
+    dict evtx's JSON rendering gives for the same event (evtx writes GUIDs bare and six fractional digits; see
+    the record above as evtx renders it from LM_typical_IIS_webshell_sysmon_1_10_traces.evtx)."""
     assert parse_and_render(SYSMON_1) == SYSMON_1_EXPECTED
 
 
@@ -232,7 +233,7 @@ def test_unterminated_event_is_reported(tmp_path: Path) -> None:
 
 
 def test_events_split_across_read_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tags cut by block boundaries and line counting across blocks (tiny blocks force every boundary case)."""
+    """Tags cut by block boundaries, lines counted across blocks (tiny blocks force every boundary case)."""
     monkeypatch.setattr(event_xml, "_READ_BLOCK", 7)
     content = "<Events>\r\n" + "\r\n".join(sysmon_event(n) for n in range(1, 6)) + "\r\n</Events>\r\n"
     records, problems = read(write(tmp_path, "blocks.xml", content))
@@ -254,7 +255,8 @@ def test_oversized_event_is_skipped_without_holding_it(
 
 def test_values_keep_carriage_returns_and_control_characters(tmp_path: Path) -> None:
     """evtx keeps CR LF inside values (e.g. Security 4672 PrivilegeList) and control characters; an XML parser
-    would normalize the first and reject the second, which would let an attacker hide an event behind a \\x02."""
+    would normalize the first and reject the second, which would let an attacker hide an event behind a
+    \\x02."""
     event = sysmon_event(1).replace(
         '<Data Name="RuleName"></Data>', '<Data Name="RuleName">a\r\n\tb\x02c</Data>'
     )
@@ -263,20 +265,18 @@ def test_values_keep_carriage_returns_and_control_characters(tmp_path: Path) -> 
     assert records[0].data["Event"]["EventData"]["RuleName"] == "a\r\n\tb\x02c"
 
 
-BILLION_LAUGHS = """<?xml version="1.0"?>
-<!DOCTYPE Event [
-  <!ENTITY lol "lol">
-  <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
-  <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
-  <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
-  <!ENTITY lol9 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
-]>
-<Event><System><EventID>1</EventID></System><EventData><Data Name="CommandLine">&lol9;</Data></EventData></Event>
+BILLION_LAUGHS = """<?xml version="1.0"?> <!DOCTYPE Event [ <!ENTITY lol "lol"> <!ENTITY lol2
+"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"> <!ENTITY lol3
+"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;"> <!ENTITY lol4
+"&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;"> <!ENTITY lol9
+"&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;"> ]>
+<Event><System><EventID>1</EventID></System><EventData><Data
+Name="CommandLine">&lol9;</Data></EventData></Event>
 """
 
-EXTERNAL_ENTITY = """<?xml version="1.0"?>
-<!DOCTYPE Event [<!ENTITY xxe SYSTEM "file:///etc/passwd"><!ENTITY net SYSTEM "http://127.0.0.1:9/x">]>
-<Event><System><EventID>1</EventID></System><EventData><Data Name="CommandLine">&xxe;&net;</Data></EventData></Event>
+EXTERNAL_ENTITY = """<?xml version="1.0"?> <!DOCTYPE Event [<!ENTITY xxe SYSTEM "file:///etc/passwd"><!ENTITY
+net SYSTEM "http://127.0.0.1:9/x">]> <Event><System><EventID>1</EventID></System><EventData><Data
+Name="CommandLine">&xxe;&net;</Data></EventData></Event>
 """
 
 
@@ -284,7 +284,7 @@ EXTERNAL_ENTITY = """<?xml version="1.0"?>
     "hostile", [BILLION_LAUGHS, EXTERNAL_ENTITY], ids=["billion-laughs", "external-entity"]
 )
 def test_entities_are_never_expanded_nor_fetched(tmp_path: Path, hostile: str) -> None:
-    """https://github.com/tiran/defusedxml#attack-vectors: the event is reported, nothing is expanded or read."""
+    """https://github.com/tiran/defusedxml#attack-vectors: the event is reported, nothing expanded or read."""
     records, problems = read(write(tmp_path, "hostile.xml", hostile))
     assert records == []
     (problem,) = problems
@@ -305,3 +305,14 @@ def test_nesting_is_bounded(tmp_path: Path) -> None:
 def test_xml_without_events(tmp_path: Path) -> None:
     records, problems = read(write(tmp_path, "other.xml", "<html><body>hi</body></html>"))
     assert records == [] and [p.reason for p in problems] == ["XML without any Windows <Event> element"]
+
+
+def test_invalid_utf8_is_replaced_not_dropped(tmp_path: Path) -> None:
+    """A stray byte must not hide an event: it becomes U+FFFD and is reported."""
+    content = (sysmon_event(1) + "\n" + sysmon_event(2, "whoami \udcff")).encode("utf-8", "surrogateescape")
+    records, problems = read(write(tmp_path, "bad-utf8.xml", content))
+    assert [r.data["Event"]["EventData"]["CommandLine"][-8:] for r in records] == [
+        "c whoami",
+        "whoami \ufffd",
+    ]
+    assert [(p.origin.line, p.reason) for p in problems] == [(2, "invalid UTF-8 bytes replaced by U+FFFD")]

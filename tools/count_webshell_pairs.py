@@ -29,7 +29,15 @@ from typing import Any
 import evtx
 
 EQL_PARENTS = {"w3wp.exe", "httpd.exe", "nginx.exe", "php.exe", "php-cgi.exe", "tomcat.exe"}
-EQL_CHILDREN = {"cmd.exe", "cscript.exe", "powershell.exe", "pwsh.exe", "powershell_ise.exe", "wmic.exe", "wscript.exe"}
+EQL_CHILDREN = {
+    "cmd.exe",
+    "cscript.exe",
+    "powershell.exe",
+    "pwsh.exe",
+    "powershell_ise.exe",
+    "wmic.exe",
+    "wscript.exe",
+}
 EQL_EXCLUDED_LINES = {
     "cmd.exe /c mode con",
     'cmd.exe /s /c "mode con"',
@@ -57,7 +65,11 @@ def process_start(system: dict[str, Any], data: dict[str, Any]) -> tuple[str, st
     if event_id == "1" and provider_name == "Microsoft-Windows-Sysmon":
         return _text(data.get("Image")), _text(data.get("ParentImage")), _text(data.get("CommandLine"))
     if event_id == "4688" and provider_name == "Microsoft-Windows-Security-Auditing":
-        return _text(data.get("NewProcessName")), _text(data.get("ParentProcessName")), _text(data.get("CommandLine"))
+        return (
+            _text(data.get("NewProcessName")),
+            _text(data.get("ParentProcessName")),
+            _text(data.get("CommandLine")),
+        )
     return None
 
 
@@ -114,14 +126,21 @@ def count(paths: list[str]) -> dict[str, Any]:
     sigma: list[str] = []
     starts = 0
     files = sorted(
-        p for root in paths for p in (Path(root).rglob("*") if Path(root).is_dir() else [Path(root)]) if p.is_file()
+        p
+        for root in paths
+        for p in (Path(root).rglob("*") if Path(root).is_dir() else [Path(root)])
+        if p.is_file()
     )
     for path in files:
         if path.suffix.lower() == ".evtx":
             for doc in _evtx_records(path):
                 event = doc.get("Event", {})
                 system = event.get("System", {})
-                key = (_text(system.get("Computer")), _text(system.get("Channel")), _text(system.get("EventRecordID")))
+                key = (
+                    _text(system.get("Computer")),
+                    _text(system.get("Channel")),
+                    _text(system.get("EventRecordID")),
+                )
                 found = process_start(system, event.get("EventData") or {})
                 if found is None or key in seen:
                     continue
@@ -138,10 +157,18 @@ def count(paths: list[str]) -> dict[str, Any]:
                 if (event_id, source) == ("1", "Microsoft-Windows-Sysmon"):
                     child, parent, line = flat.get("Image"), flat.get("ParentImage"), flat.get("CommandLine")
                 elif (event_id, source) == ("4688", "Microsoft-Windows-Security-Auditing"):
-                    child, parent, line = flat.get("NewProcessName"), flat.get("ParentProcessName"), flat.get("CommandLine")
+                    child, parent, line = (
+                        flat.get("NewProcessName"),
+                        flat.get("ParentProcessName"),
+                        flat.get("CommandLine"),
+                    )
                 else:
                     continue
-                key = (str(flat.get("Hostname", "")), str(flat.get("Channel", "")), str(flat.get("RecordNumber", "")))
+                key = (
+                    str(flat.get("Hostname", "")),
+                    str(flat.get("Channel", "")),
+                    str(flat.get("RecordNumber", "")),
+                )
                 if key in seen:
                     continue
                 seen.add(key)
@@ -151,7 +178,13 @@ def count(paths: list[str]) -> dict[str, Any]:
                     eql.append(f"{path.name} {key[2]}")
                 if sigma_fires(found[0], found[1]):
                     sigma.append(f"{path.name} {key[2]}")
-    return {"process_starts": starts, "eql": len(eql), "sigma": len(sigma), "eql_events": eql, "sigma_events": sigma}
+    return {
+        "process_starts": starts,
+        "eql": len(eql),
+        "sigma": len(sigma),
+        "eql_events": eql,
+        "sigma_events": sigma,
+    }
 
 
 if __name__ == "__main__":

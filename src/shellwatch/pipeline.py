@@ -16,7 +16,7 @@ from typing import Any
 
 from shellwatch.alerts.document import build_alert, rule_fields
 from shellwatch.engine.ruleset import RuleSet
-from shellwatch.normalize.dispatch import normalize, source_family
+from shellwatch.normalize.dispatch import normalize_with_family
 from shellwatch.sources.reader import read_paths
 from shellwatch.sources.record import ReadProblem
 
@@ -102,8 +102,8 @@ def hunt(
             if on_record is not None and stats.records % 1000 == 0:
                 stats.seconds = time.perf_counter() - began
                 on_record(stats)
-            event = normalize(record)
-            stats.by_source[source_family(record)] += 1
+            family, event = normalize_with_family(record)
+            stats.by_source[family] += 1
             if window:
                 moment = _event_time(event)
                 if moment is not None and (

@@ -1,10 +1,10 @@
 """Terminal output of the command line: every value from an event or a rule is shown escaped.
 
-Rule names, notes, command lines and host names are written by whoever wrote the rule or ran the process. Printed
-raw they could recolour or clear the terminal (ANSI escape sequences, control characters), reorder text (bidi
-overrides) or restyle rich output (``[bold]``). :func:`safe_text` is the one function every shown value passes
-through; :func:`cell` wraps it in a rich ``Text`` so that rich never interprets markup in it, and the consoles
-made here have markup, emoji codes and highlighting switched off as a second line of defence.
+Rule names, notes, command lines and host names are written by whoever wrote the rule or ran the process.
+Printed raw they could recolour or clear the terminal (ANSI escape sequences, control characters), reorder
+text (bidi overrides) or restyle rich output (``[bold]``). :func:`safe_text` is the one function every shown
+value passes through; :func:`cell` wraps it in a rich ``Text`` so that rich never interprets markup in it, and
+the consoles made here have markup, emoji codes and highlighting switched off as a second line of defence.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def safe_text(value: Any, *, keep_newlines: bool = False) -> str:
 
     ``None`` is the empty string; lists are joined with ", ". Rich markup is left as written; print it through
     :func:`cell` (a ``Text``) or a console from :func:`make_console`, which never parse markup. With
-    ``keep_newlines`` line breaks stay line breaks (multi-line notes), every other control is escaped.
+    ``keep_newlines`` line breaks stay line breaks and tabs become spaces (multi-line notes and queries);
+    every other control is escaped.
     """
     if value is None:
         return ""
@@ -31,7 +32,8 @@ def safe_text(value: Any, *, keep_newlines: bool = False) -> str:
         return ", ".join(safe_text(item, keep_newlines=keep_newlines) for item in value)
     text = value if isinstance(value, str) else str(value)
     if keep_newlines:
-        return "\n".join(escape_controls(line) for line in text.replace("\r\n", "\n").split("\n"))
+        lines = text.replace("\r\n", "\n").split("\n")
+        return "\n".join(escape_controls(line.expandtabs(4)) for line in lines)
     return escape_controls(text)
 
 

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from shellwatch.cli.display import cell, make_console
 from shellwatch.cli.rule_selection import load_selected_rules, rules_option
+from shellwatch.rules.loader import bundled_pack_path
 from shellwatch.rules.model import Rule
 
 
@@ -17,35 +18,46 @@ def _type_label(rule: Rule) -> str:
     return rule.type if rule.type == rule.language else f"{rule.type}/{rule.language}"
 
 
+SHORT_ID_LENGTH = 8
+"""Characters of the rule_id shown: enough for ``shellwatch rules show`` (which takes an id prefix)."""
+
+
 def _attack_ids(rule: Rule) -> str:
-    return " ".join(rule.tactic_ids + rule.technique_ids)
+    # A technique filed under several tactics is listed once.
+    return " ".join(dict.fromkeys(rule.tactic_ids + rule.technique_ids))
+
+
+def source_label(rule: Rule) -> str:
+    """Where a rule comes from, short: ``(bundled) file`` or a path relative to the working directory."""
+    path = Path(rule.source.path)
+    pack = bundled_pack_path()
+    if path.parent == pack:
+        label = f"(bundled) {path.name}"
+    else:
+        try:
+            label = str(path.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            label = str(path)
+    return label if rule.source.index == 0 else f"{label}#{rule.source.index}"
 
 
 @click.command("list")
 @rules_option
 def list_rules(rule_paths: Sequence[Path]) -> None:
-    """Table of rules: id, name, type/language, severity, risk, ATT&CK ids, source file."""
+    """Table of rules: id (first 8 characters), name, type/language, severity, risk, ATT&CK ids, source."""
     result = load_selected_rules(rule_paths)
     table = Table(title=None, show_lines=False, expand=False)
-    for header, overflow in (
-        ("ID", "fold"),
-        ("Name", "fold"),
-        ("Type", "fold"),
-        ("Severity", "fold"),
-        ("Risk", "fold"),
-        ("ATT&CK", "fold"),
-        ("Source", "fold"),
-    ):
-        table.add_column(header, overflow=overflow, justify="right" if header == "Risk" else "left")
+    for header in ("ID", "Name", "Type", "Severity", "Risk", "ATT&CK", "Source"):
+        table.add_column(header, overflow="fold", justify="right" if header == "Risk" else "left")
     for rule in result.rules:
         table.add_row(
-            cell(rule.rule_id),
+            cell(rule.rule_id[:SHORT_ID_LENGTH]),
             cell(rule.name),
             cell(_type_label(rule)),
             cell(rule.severity),
             cell(rule.risk_score),
             cell(_attack_ids(rule)),
-            cell(str(rule.source)),
+            cell(source_label(rule)),
         )
     console = make_console()
     console.print(table)

@@ -1,4 +1,5 @@
-"""``shellwatch rules show RULE``: one rule's metadata, ATT&CK mapping, investigation guide and compiled query."""
+"""``shellwatch rules show RULE``: one rule's metadata, ATT&CK mapping, investigation guide and compiled
+query."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from rich.text import Text
 
 from shellwatch.cli.display import cell, make_console, safe_text
 from shellwatch.cli.rule_selection import load_selected_rules, rules_option
+from shellwatch.cli.rules_list import source_label
 from shellwatch.query.render import render_ir
 from shellwatch.rules.model import Rule
 
 
 def find_rules(rules: Sequence[Rule], wanted: str) -> list[Rule]:
-    """Rules whose rule_id is ``wanted``; else whose id starts with it; else whose name contains it (any case)."""
+    """Rules with rule_id ``wanted``; else whose id starts with it; else whose name contains it (any case)."""
     lowered = wanted.lower()
     exact = [rule for rule in rules if rule.rule_id.lower() == lowered]
     if exact:
@@ -53,7 +55,7 @@ def _metadata_table(rule: Rule) -> Table:
         ("timestamp_override", rule.timestamp_override),
         ("building_block_type", rule.building_block_type),
         ("exceptions_list", len(rule.exceptions_list) if rule.exceptions_list else None),
-        ("source", str(rule.source)),
+        ("source", source_label(rule)),
     ]
     for key, value in rows:
         if value in (None, "", []):
@@ -66,11 +68,11 @@ def _attack_text(rule: Rule) -> Text:
     text = Text()
     for threat in rule.threat:
         text.append(safe_text(f"{threat.tactic.id} {threat.tactic.name}"), style="bold")
-        text.append(safe_text(f"  {threat.tactic.reference}\n"))
+        text.append(safe_text(f"  {threat.tactic.reference}") + "\n")
         for technique in threat.techniques:
-            text.append(safe_text(f"  {technique.id} {technique.name}\n"))
+            text.append(safe_text(f"  {technique.id} {technique.name}") + "\n")
             for sub in technique.subtechniques:
-                text.append(safe_text(f"    {sub.id} {sub.name}\n"))
+                text.append(safe_text(f"    {sub.id} {sub.name}") + "\n")
     return text
 
 
@@ -94,7 +96,9 @@ def show_rule(rule_ref: str, rule_paths: Sequence[Path], markdown: bool) -> None
         raise click.ClickException(f"no rule matches {safe_text(rule_ref)!r}")
     if len(found) > 1:
         names = "\n".join(f"  {safe_text(rule.rule_id)}  {safe_text(rule.name)}" for rule in found)
-        raise click.ClickException(f"{len(found)} rules match {safe_text(rule_ref)!r}; give more of the id:\n{names}")
+        raise click.ClickException(
+            f"{len(found)} rules match {safe_text(rule_ref)!r}; give more of the id:\n{names}"
+        )
     rule = found[0]
     console = make_console()
     console.print(Text(safe_text(rule.name), style="bold"))
@@ -105,11 +109,11 @@ def show_rule(rule_ref: str, rule_paths: Sequence[Path], markdown: bool) -> None
     if rule.note:
         console.print(_heading("Investigation guide"))
         if markdown:
-            # Markdown source is text, not rich markup; controls are escaped first, links are not made clickable.
+            # Markdown source is not rich markup; controls are escaped first; links are not made clickable.
             console.print(Markdown(safe_text(rule.note, keep_newlines=True), hyperlinks=False))
         else:
             console.print(cell(rule.note, keep_newlines=True))
     console.print(_heading("Query"))
     console.print(cell(rule.query.strip("\n"), keep_newlines=True))
     console.print(_heading("Compiled (IR)"))
-    console.print(cell(render_ir(rule.ir), keep_newlines=True))
+    console.print(cell(render_ir(rule.ir, width=max(40, console.width - 2)), keep_newlines=True))

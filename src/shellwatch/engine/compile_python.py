@@ -8,10 +8,13 @@
   meets an event it does not expect (an exception inside the generated function re-evaluates that event with
   the closures).
 * **Generated source**: the nodes that dominate real rules (``And``/``Or``/``Not``, ``Equals``, ``Wildcard``,
-  ``Exists``, ``Const``) are emitted as one Python function per rule, compiled with :func:`compile`. Each
-  field is read once (``e.get``) and lower-cased once, at the first conjunct that needs it; equality sets are
-  frozensets; wildcard lists become ``startswith``/``endswith`` tuples, substring tests and one combined
-  regular expression; conjunctions return at the first false test.
+  ``Exists``, ``Const``) are emitted as one Python function per rule, compiled with :func:`compile`. The
+  top-level conjuncts are ordered so that tests on distinctive fields come before tests on fields most events
+  share (``event.category``, ``host.os.type``...): conjunction is commutative and tests have no side effects,
+  so only speed changes. Single-field conjuncts become ``if``/``return False`` statements; each field is read
+  once (``e.get``) and lower-cased once, at the first conjunct that needs it; equality sets are frozensets
+  (a list value is one ``isdisjoint`` call); wildcard lists become ``startswith``/``endswith`` tuples,
+  substring tests and one combined regular expression; the first false conjunct returns.
 
 Security invariant of the generated source: nothing taken from a rule or an event is ever written into the
 source text. The text consists only of this module's templates and identifiers it generates itself (``k0``,
@@ -39,6 +42,7 @@ from typing import Any
 from shellwatch.engine.functions import FUNCTIONS, FunctionError, IPNetwork, ip_in_networks, parse_network
 from shellwatch.engine.patterns import (
     PatternError,
+    WildcardSet,
     compile_lucene,
     compile_python_regex,
     compile_wildcards,
@@ -368,7 +372,7 @@ class _Generator:
         self.want_read: list[int] = []
         self.want_lower: list[int] = []
 
-    # -- names ----------------------------------------------------------------------------------------------
+    # -- names -----------------------------------------------------------------------------------------------
 
     def const(self, value: object) -> str:
         self.constants.append(value)
@@ -399,7 +403,55 @@ class _Generator:
         self.want_read.clear()
         self.want_lower.clear()
 
-    # -- expressions ----------------------------------------------------------------------------------------
+    # -- statements ------------------------------------------------------------------------------------------
+
+    def statement(self, node: Node, lines: list[str], indent: str) -> bool:
+        """Emit a top-level single-field test as ``if``/``return False`` statements, which run faster than the
+        expression form; False when ``node`` has no statement form."""
+        if isinstance(node, Equals):
+            insensitive = node.case is Case.INSENSITIVE
+            strings, numbers, booleans = split_values(node.values, insensitive)
+            if not strings or numbers or booleans:
+                return False
+            test_const = self.const(strings)
+        elif isinstance(node, Wildcard):
+            insensitive = node.case is Case.INSENSITIVE
+            matcher = compile_wildcards(node.patterns, insensitive=insensitive)
+            if matcher.match_any:
+                return False
+        else:
+            return False
+        v = self.value_local(node.field)
+        slot = self.slots[node.field]
+        # A field lower-cased here for the first time gets its ``l`` local inside the branches below, so other
+        # types pay no lower(); later conjuncts find it set (None when the value is not a string).
+        lower_now = insensitive and slot not in self.lowered
+        if lower_now:
+            self.lowered.add(slot)
+        x = f"l{slot}" if insensitive else v
+        slow = self.const(raw_field_test(node))
+        if isinstance(node, Equals):
+            failed = f"{x} not in {test_const}"
+        else:
+            failed = f"not ({self.wildcard_tests(matcher, x)})"
+        self.flush_reads(lines, indent)
+        lines.append(f"{indent}if {v}.__class__ is str:")
+        if lower_now:
+            lines.append(f"{indent}    {x} = {v}.lower()")
+        lines.append(f"{indent}    if {failed}:")
+        lines.append(f"{indent}        return False")
+        if isinstance(node, Equals) and not insensitive:
+            lines.append(f"{indent}elif {v}.__class__ is list:")
+            lines.append(f"{indent}    if {test_const}.isdisjoint({v}):")
+            lines.append(f"{indent}        return False")
+        lines.append(f"{indent}else:")
+        if lower_now:
+            lines.append(f"{indent}    {x} = None")
+        lines.append(f"{indent}    if {v} is None or not {slow}({v}):")
+        lines.append(f"{indent}        return False")
+        return True
+
+    # -- expressions -----------------------------------------------------------------------------------------
 
     def expr(self, node: Node) -> str:
         if isinstance(node, Const):
@@ -455,24 +507,25 @@ class _Generator:
         slow = self.const(raw_field_test(node))
         x = self.lower_local(node.field) if insensitive else v
         is_str = f"{x} is not None" if insensitive else f"{v}.__class__ is str"
-        tests: list[str] = []
+        return f"(({self.wildcard_tests(matcher, x)}) if {is_str} else {v} is not None and {slow}({v}))"
+
+    def wildcard_tests(self, matcher: WildcardSet, x: str) -> str:
+        """The ``or`` of the cheapest tests deciding ``matcher`` on the string local ``x``."""
         if matcher.match_any:
-            tests.append("True")
-        else:
-            if len(matcher.exact) == 1:
-                tests.append(f"{x} == {self.const(next(iter(matcher.exact)))}")
-            elif matcher.exact:
-                tests.append(f"{x} in {self.const(matcher.exact)}")
-            if matcher.prefixes:
-                tests.append(f"{x}.startswith({self.const(matcher.prefixes)})")
-            if matcher.suffixes:
-                tests.append(f"{x}.endswith({self.const(matcher.suffixes)})")
-            tests.extend(f"{self.const(infix)} in {x}" for infix in matcher.infixes)
-            if matcher.regex is not None:
-                tests.append(f"{self.const(matcher.regex.fullmatch)}({x}) is not None")
-        if not tests:
-            return "False"
-        return f"(({' or '.join(tests)}) if {is_str} else {v} is not None and {slow}({v}))"
+            return "True"
+        tests: list[str] = []
+        if len(matcher.exact) == 1:
+            tests.append(f"{x} == {self.const(next(iter(matcher.exact)))}")
+        elif matcher.exact:
+            tests.append(f"{x} in {self.const(matcher.exact)}")
+        if matcher.prefixes:
+            tests.append(f"{x}.startswith({self.const(matcher.prefixes)})")
+        if matcher.suffixes:
+            tests.append(f"{x}.endswith({self.const(matcher.suffixes)})")
+        tests.extend(f"{self.const(infix)} in {x}" for infix in matcher.infixes)
+        if matcher.regex is not None:
+            tests.append(f"{self.const(matcher.regex.fullmatch)}({x}) is not None")
+        return " or ".join(tests) if tests else "False"
 
 
 # Fields whose values most events share (the category and type of the event, the OS, the shipper): a test on
@@ -524,23 +577,19 @@ def _generate(node: Node, fallback: Test) -> Callable[[Mapping[str, Any]], bool]
     indent = "            "
     conjuncts = node.children if isinstance(node, And) and node.children else (node,)
     conjuncts = tuple(sorted(conjuncts, key=_conjunct_rank))
-    for i, conjunct in enumerate(conjuncts):
+    for conjunct in conjuncts:
+        if gen.statement(conjunct, body, indent):
+            continue
         if isinstance(conjunct, Not):
             text = gen.expr(conjunct.child)
-            gen.flush_reads(body, indent)
             condition = f"if {text}:"
         else:
             text = gen.expr(conjunct)
-            gen.flush_reads(body, indent)
-            if i == len(conjuncts) - 1:
-                # every template is a bool-valued expression
-                body.append(f"{indent}return {text}")
-                continue
             condition = f"if not {text}:"
+        gen.flush_reads(body, indent)
         body.append(f"{indent}{condition}")
         body.append(f"{indent}    return False")
-    if isinstance(conjuncts[-1], Not):
-        body.append(f"{indent}return True")
+    body.append(f"{indent}return True")
     fallback_name = gen.const(fallback)
     params = ", ".join(f"k{i}" for i in range(len(gen.constants)))
     source = "\n".join(
@@ -556,7 +605,7 @@ def _generate(node: Node, fallback: Test) -> Callable[[Mapping[str, Any]], bool]
         ]
     )
     code = compile(source, "<shellwatch generated predicate>", "exec")
-    namespace: dict[str, Any] = {"__builtins__": {}, "str": str, "list": list, "int": int, "bool": bool}
+    namespace: dict[str, Any] = {"__builtins__": {}, "str": str, "list": list, "int": int}
     namespace["Exception"] = Exception
     # The source holds only this module's templates and generated identifiers (see the module docstring).
     exec(code, namespace)  # noqa: S102

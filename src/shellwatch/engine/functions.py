@@ -415,18 +415,14 @@ def call_function(name: str, args: Sequence[object], insensitive: bool = False) 
     if spec is None:
         raise FunctionError(f"unknown function {name!r}")
     if len(args) < spec.min_args or (spec.max_args is not None and len(args) > spec.max_args):
-        raise FunctionError(f"{spec.display} takes {_arity(spec)} arguments, received {len(args)}")
+        raise FunctionError(f"{spec.display} takes {arity_text(spec)} arguments, received {len(args)}")
     return spec.impl(args, insensitive)
 
 
-def _arity(spec: FunctionSpec) -> str:
+def arity_text(spec: FunctionSpec) -> str:
+    """How many arguments a function takes, in words (for messages)."""
     if spec.max_args is None:
         return f"at least {spec.min_args}"
     if spec.max_args == spec.min_args:
         return str(spec.min_args)
     return f"{spec.min_args} to {spec.max_args}"
-
-
-def arity_text(spec: FunctionSpec) -> str:
-    """How many arguments a function takes, in words (for messages)."""
-    return _arity(spec)

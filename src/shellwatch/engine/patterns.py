@@ -214,7 +214,7 @@ class _LuceneParser:
         self.pos = 0
         self.fold = fold_ascii_case
 
-    # -- helpers --------------------------------------------------------------------------------------------
+    # -- helpers ---------------------------------------------------------------------------------------------
 
     def error(self, message: str) -> PatternError:
         return PatternError(f"{message} at offset {self.pos} in regular expression {self.text!r}")
@@ -243,7 +243,7 @@ class _LuceneParser:
             return f"[{ch.lower()}{ch.upper()}]"
         return re.escape(ch)
 
-    # -- grammar --------------------------------------------------------------------------------------------
+    # -- grammar ---------------------------------------------------------------------------------------------
 
     def parse(self) -> str:
         result = self.union()

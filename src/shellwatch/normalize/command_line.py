@@ -32,11 +32,73 @@ _JAVA_TRIMMED = "".join(map(chr, range(0x21)))
 
 def command_line_to_argv(command_line: str) -> list[str]:
     """Split like the sysmon_operational pipeline's ``commandLineToArgv`` (Windows rules, quotes stripped)."""
-    if '"' not in command_line:
-        # Without quotes, backslashes are literal and only spaces and tabs separate arguments.
-        if "\t" in command_line:
+    if "\t" in command_line:
+        # Tabs separate arguments like spaces outside quotes; inside quotes they are kept, so only the
+        # quote-free case may translate them.
+        if '"' not in command_line:
             command_line = command_line.replace("\t", " ")
+        else:
+            return _argv_with_tabs(command_line)
+    if '"' not in command_line:
+        # Without quotes, backslashes are literal and only spaces separate arguments.
         return [arg for arg in command_line.split(" ") if arg]
+    # Backslashes matter only right before a quote, so the line is taken quote by quote: segments[i] is the
+    # text before quote i (the last segment has no quote after it).
+    args: list[str] = []
+    current: list[str] = []
+    in_arg = False
+    in_quote = False
+    skip_quote = False
+    segments = command_line.split('"')
+    last = len(segments) - 1
+    for index, segment in enumerate(segments):
+        if skip_quote:
+            # The second quote of a doubled quote, already consumed (segment is empty).
+            skip_quote = False
+            continue
+        slashes = 0
+        if index < last and segment[-1:] == "\\":
+            text = segment.rstrip("\\")
+            slashes = len(segment) - len(text)
+        else:
+            text = segment
+        if text:
+            if in_quote:
+                current.append(text)
+                in_arg = True
+            else:
+                pieces = text.split(" ")
+                if pieces[0]:
+                    current.append(pieces[0])
+                    in_arg = True
+                for piece in pieces[1:]:
+                    if in_arg:
+                        args.append("".join(current))
+                        current = []
+                        in_arg = False
+                    if piece:
+                        current.append(piece)
+                        in_arg = True
+        if index == last:
+            break
+        in_arg = True
+        if slashes:
+            current.append("\\" * (slashes // 2))
+        if slashes % 2:
+            current.append('"')
+            continue
+        # A doubled quote inside quotes is a literal quote ("Prior to 2008" rule) and still toggles.
+        if in_quote and index + 1 < last and not segments[index + 1]:
+            current.append('"')
+            skip_quote = True
+        in_quote = not in_quote
+    if in_arg:
+        args.append("".join(current))
+    return args
+
+
+def _argv_with_tabs(command_line: str) -> list[str]:
+    # Rare: tabs together with quotes. The token walk handles any separator.
     args: list[str] = []
     current: list[str] = []
     in_arg = False
@@ -67,7 +129,6 @@ def command_line_to_argv(command_line: str) -> list[str]:
         elif first == '"':
             current.append("\\" * (slashes // 2))
             if slashes % 2 == 0:
-                # A doubled quote inside quotes is a literal quote ("Prior to 2008" rule).
                 if in_quote and i < count and tokens[i] == '"':
                     current.append('"')
                     i += 1

@@ -58,10 +58,11 @@ def _json_family(document: Mapping[str, Any]) -> str:
     root = _windows_root(document)
     if root is not None:
         return _windows_family(root)
+    # OTRF first: its flat records have many keys, which the dotted-winlog scan below would walk.
+    if "winlog" not in document and is_otrf_record(document):
+        return OTRF
     if is_windows_log_document(document):
         return WINLOGBEAT
-    if is_otrf_record(document):
-        return OTRF
     if any(marker in document for marker in _ECS_MARKERS) or any(
         key.startswith("event.") for key in document
     ):

@@ -49,12 +49,16 @@ def normalize_ecs_document(document: Mapping[str, Any], *, windows_log: bool) ->
         moment = iso_utc(timestamp)
         if moment is not None:
             event["@timestamp"] = moment
+    mapped_here = False
     if windows_log:
         if "event.module" not in event and "event.category" not in event:
-            _map_collected_event(event)
+            mapped_here = _map_collected_event(event)
         if "host.os.type" not in event:
             event["host.os.type"] = "windows"
-    _complete_process_names(event)
+    if not mapped_here:
+        # The pipelines' own name rules already ran on a document mapped here; only documents shipped
+        # without a name get one from their path.
+        _complete_process_names(event)
     return event
 
 
@@ -69,8 +73,8 @@ def _fields_under(event: Event, prefix: str) -> dict[str, str]:
     return fields
 
 
-def _map_collected_event(event: Event) -> None:
-    # What the ingest pipeline would have done to Winlogbeat's output.
+def _map_collected_event(event: Event) -> bool:
+    # What the ingest pipeline would have done to Winlogbeat's output; False when no mapping applies.
     provider = event.get("winlog.provider_name")
     channel = event.get("winlog.channel")
     code_value = event.get("winlog.event_id", event.get("event.code"))
@@ -79,19 +83,20 @@ def _map_collected_event(event: Event) -> None:
     if isinstance(record_id, int) and not isinstance(record_id, bool):
         event["winlog.record_id"] = str(record_id)
     if code is None:
-        return
+        return False
     event.setdefault("event.code", code)
     event.setdefault("event.kind", "event")
     _, mapper = mapping_for(
         provider if isinstance(provider, str) else None, channel if isinstance(channel, str) else None
     )
     if mapper is None:
-        return
+        return False
     data = _fields_under(event, _EVENT_DATA)
     if not data:
         data = _fields_under(event, _USER_DATA)
         data.pop("xml_name", None)
     mapper(event, data, code)
+    return True
 
 
 def _basename(path: str) -> str | None:

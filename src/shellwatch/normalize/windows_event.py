@@ -133,6 +133,18 @@ def _unnamed_values(data: Any) -> list[Any]:
     return [] if data is None else [data]
 
 
+def _data_name(item: Any) -> str | None:
+    # A <Data Name="..."> left as an element ({"#attributes": {"Name": ...}, "#text": ...}) by a renderer
+    # that does not fold names into keys.
+    if type(item) is dict:
+        attributes = item.get("#attributes")
+        if type(attributes) is dict:
+            name = attributes.get("Name")
+            if isinstance(name, str) and name:
+                return name
+    return None
+
+
 def event_data_strings(
     section: Mapping[str, Any], event: Event | None = None, prefix: str = ""
 ) -> dict[str, str]:
@@ -147,7 +159,7 @@ def event_data_strings(
                 position += 1
                 text = text_value(item)
                 if text is not None:
-                    name = f"param{position}"
+                    name = _data_name(item) or f"param{position}"
                     if name not in out:
                         out[name] = text
                         if event is not None:

@@ -4,7 +4,9 @@ Parsing is the eql package's (its Lark grammar and its tree walker, in Elasticse
 optimizer, which folds case and rewrites comparisons with the old case-insensitive EQL rules). The walker
 loses the ``~`` of ``in~``, ``like~``, ``regex~`` and of ``startsWith~(...)`` and the like; a subclass
 records, for every AST node it builds, which operator token produced it (read from the tokens themselves, so
-strings that contain ``~`` or ``in~`` cannot confuse it) and where it stands in the text.
+strings that contain ``~`` or ``in~`` cannot confuse it) and where it stands in the text. The eql package's
+own entry points are not used, so its extension loader (which imports every module named ``eql_*`` on
+sys.path) never runs.
 
 Semantics, as Elasticsearch runs a single-event EQL query (x-pack/plugin/eql: ``QueryTranslator``,
 ``ExpressionTranslators``, ``InternalEqlScriptUtils``; docs: eql-syntax and eql-function-ref):
@@ -215,7 +217,7 @@ class _Lowering:
     def __init__(self, marks: _Marks) -> None:
         self.marks = marks
 
-    # -- the query ------------------------------------------------------------------------------------------
+    # -- the query -------------------------------------------------------------------------------------------
 
     def query(self, parsed: Any) -> Node:
         if not isinstance(parsed, eql_ast.PipedQuery):
@@ -237,7 +239,7 @@ class _Lowering:
             return condition
         return _and((Equals(CATEGORY_FIELD, (first.event_type,)), condition))
 
-    # -- conditions -----------------------------------------------------------------------------------------
+    # -- conditions ------------------------------------------------------------------------------------------
 
     def test(self, expr: Any) -> Node:
         if isinstance(expr, eql_ast.Boolean):
@@ -441,7 +443,7 @@ class _Lowering:
             return FALSE
         return Equals(field, coerced, case)
 
-    # -- values ---------------------------------------------------------------------------------------------
+    # -- values ----------------------------------------------------------------------------------------------
 
     def value(self, expr: Any) -> Value:
         if isinstance(expr, eql_ast.Field):

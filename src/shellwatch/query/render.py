@@ -11,10 +11,10 @@ marks a case-insensitive test, as in EQL:
 * ``Exists``: ``f != null``; ``Const``: ``true`` / ``false``; ``Cidr``: ``cidrMatch(f, "10.0.0.0/8")``;
   ``Keyword``: ``any field like~ (...)``; calls as ``name(args)`` or ``name~(args)``.
 
-Strings are double-quoted with ``"`` escaped as ``\\"`` and backslashes shown as they are: the result is meant to
-be read, not parsed back. ``and`` binds tighter than ``or``; nested groups are parenthesised anyway. A test that
-fits in ``width`` columns stays on one line; longer ones are broken at ``and`` / ``or`` and long value lists are
-written one value per line.
+Strings are double-quoted with ``"`` escaped as ``\\"`` and backslashes shown as they are: the result is meant
+to be read, not parsed back. ``and`` binds tighter than ``or``; nested groups are parenthesised anyway. A test
+that fits in ``width`` columns stays on one line; longer ones are broken at ``and`` / ``or`` and long value
+lists are written one value per line.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from collections.abc import Sequence
 
 from shellwatch.query.ir import (
     And,
-    Call,
     Case,
     Cidr,
     Compare,
@@ -153,22 +152,22 @@ def _block(node: Node, width: int) -> list[str]:
             return [text]
         items = [value + ("," if i < len(values) - 1 else "") for i, value in enumerate(values)]
         if isinstance(node, Cidr):
-            return [head.rstrip(", ") + ","] + _indented(items) + [tail]
-        return [head + "("] + _indented(items) + [")" + tail]
+            return [head.rstrip(", ") + ",", *_indented(items), tail]
+        return [head + "(", *_indented(items), ")" + tail]
     if isinstance(node, Not):
         if isinstance(node.child, And | Or):
-            return ["not ("] + _indented(_block(node.child, width - len(INDENT))) + [")"]
+            return ["not (", *_indented(_block(node.child, width - len(INDENT))), ")"]
         inner = _block(node.child, width - len("not "))
-        return ["not " + inner[0]] + inner[1:]
+        return ["not " + inner[0], *inner[1:]]
     if isinstance(node, And | Or):
         op = "and" if isinstance(node, And) else "or"
         lines: list[str] = []
         for position, child in enumerate(node.children):
             sub = _block(child, width - len(INDENT))
             if _needs_parentheses(child, node):
-                sub = ["(" + sub[0] + ")"] if len(sub) == 1 else ["("] + _indented(sub) + [")"]
+                sub = ["(" + sub[0] + ")"] if len(sub) == 1 else ["(", *_indented(sub), ")"]
             if position:
-                sub = [f"{op} {sub[0]}"] + sub[1:]
+                sub = [f"{op} {sub[0]}", *sub[1:]]
             lines.extend(sub)
         return lines
     return [text]

@@ -1,21 +1,23 @@
 """The Sigma front end: a rule parsed by pySigma -> one IR tree, its detection AND its log source.
 
 Semantics are the Sigma specification v2 (https://github.com/SigmaHQ/sigma-specification,
-``specification/sigma-rules-specification.md`` and ``specification/sigma-appendix-modifiers.md``) as pySigma parses
-it: pySigma applies the modifiers and resolves ``1 of x*`` / ``all of them``; this module walks the condition tree
-pySigma's backends walk (``rule.detection.parsed_condition`` -> ``ConditionAND/OR/NOT``,
-``ConditionFieldEqualsValueExpression``, ``ConditionValueExpression``; ``sigma/conversion/base.py``) and decides
-each leaf's meaning on an ECS event:
+``specification/sigma-rules-specification.md`` and ``specification/sigma-appendix-modifiers.md``) as pySigma
+parses it: pySigma applies the modifiers and resolves ``1 of x*`` / ``all of them``; this module walks the
+condition tree pySigma's backends walk (``rule.detection.parsed_condition`` -> ``ConditionAND/OR/NOT``,
+``ConditionFieldEqualsValueExpression``, ``ConditionValueExpression``; ``sigma/conversion/base.py``) and
+decides each leaf's meaning on an ECS event:
 
-* Strings compare case-insensitively unless ``cased``. A value without wildcards is an ``Equals``; with ``*`` or
-  ``?`` it is an anchored ``Wildcard`` whose backslashes escape the next character, so pySigma's parsed string
-  (where ``\\`` escapes only ``*``, ``?`` and ``\\``) is re-escaped for the IR.
-* Sigma is type-loose ("all values are treated as case-insensitive strings"): a number matches the field whether
-  the event holds it as a number or as its decimal string (ECS ``event.code`` is the string ``"4688"``), a plain
-  string that spells an integer or a boolean also matches that number or boolean, and ``lt``/``gt``... compare
-  the field as a number or, when it holds a string, as the number EQL's ``number()`` reads from it.
-* ``null`` means the field is missing or null; ``exists`` tests presence; ``re`` is an unanchored search in Python
-  syntax, case-sensitive unless ``i``; ``cidr`` an IP range; ``fieldref`` a comparison with another field.
+* Strings compare case-insensitively unless ``cased``. A value without wildcards is an ``Equals``; with ``*``
+  or ``?`` it is an anchored ``Wildcard`` whose backslashes escape the next character, so pySigma's parsed
+  string (where ``\\`` escapes only ``*``, ``?`` and ``\\``) is re-escaped for the IR.
+* Sigma is type-loose ("all values are treated as case-insensitive strings"): a number matches the field
+  whether the event holds it as a number or as its decimal string (ECS ``event.code`` is the string
+  ``"4688"``), a plain string that spells an integer or a boolean also matches that number or boolean, and
+  ``lt``/``gt``... compare the field as a number or, when it holds a string, as the number EQL's ``number()``
+  reads from it.
+* ``null`` means the field is missing or null; ``exists`` tests presence; ``re`` is an unanchored search in
+  Python syntax, case-sensitive unless ``i``; ``cidr`` an IP range; ``fieldref`` a comparison with another
+  field.
 * Keywords (values without a field) are searched in every string of the event as substrings, as pySigma's
   Elasticsearch Lucene backend does (``unbound_value_str_expression = "*{value}*"``).
 * ``expand`` placeholders take their values from the caller's configuration; the values of one placeholder are
@@ -108,9 +110,9 @@ def sigma_rule_to_ir(rule: SigmaRule, placeholders: Placeholders | None = None) 
     """The rule's detection AND its log source condition, as one IR tree.
 
     Raises :class:`UnsupportedQuery` for what shellwatch cannot run (correlation rules, the pre-v2 aggregation
-    syntax, timestamp-part modifiers, keyword regular expressions, an ``expand`` placeholder without a configured
-    value) and :class:`QueryError` for an invalid detection. Every pySigma error raised while walking the rule
-    becomes one of the two.
+    syntax, timestamp-part modifiers, keyword regular expressions, an ``expand`` placeholder without a
+    configured value) and :class:`QueryError` for an invalid detection. Every pySigma error raised while
+    walking the rule becomes one of the two.
     """
     if isinstance(rule, SigmaCorrelationRule):
         raise UnsupportedQuery("correlation rule", "Sigma correlation rules aggregate several events")
@@ -137,7 +139,7 @@ def logsource_support(rule: SigmaRule) -> str | None:
     return logsource_condition(rule.logsource).unsupported
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # pySigma errors and condition parsing.
 
 
@@ -165,7 +167,7 @@ def _parsed(
     return tree
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Building IR with the simplifications every rule benefits from.
 
 
@@ -173,7 +175,8 @@ def _and(children: Iterable[Node]) -> Node:
     flat: list[Node] = []
     for child in children:
         if isinstance(child, And):
-            flat.extend(child.children)
+            nested = _and(child.children)
+            flat.extend(nested.children if isinstance(nested, And) else (nested,))
         elif child == TRUE:
             continue
         elif child == FALSE:
@@ -238,7 +241,7 @@ def _not(child: Node) -> Node:
     return Not(child)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Values.
 
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
@@ -260,7 +263,8 @@ def _plain(value: SigmaString) -> str | None:
 
 
 def _pattern(value: SigmaString) -> str:
-    """The IR wildcard pattern of a parsed Sigma string: literal ``*``, ``?`` and ``\\`` escaped with ``\\``."""
+    """The IR wildcard pattern of a parsed Sigma string: literal ``*``, ``?`` and ``\\`` escaped with
+    ``\\``."""
     out: list[str] = []
     for part in value.s:
         if isinstance(part, str):
@@ -289,7 +293,8 @@ def _number_values(number: int | float) -> tuple[Scalar, ...]:
 
 
 class _Translator:
-    """Turns one rule's condition tree into IR, with its log source (for field names) and placeholder values."""
+    """Turns one rule's condition tree into IR, with its log source (for field names) and placeholder
+    values."""
 
     def __init__(self, logsource: SigmaLogSource, placeholders: Placeholders) -> None:
         self.logsource = logsource
@@ -335,7 +340,7 @@ class _Translator:
             raise UnsupportedQuery(
                 f"expand placeholder %{placeholder.name}%", "no value is configured for it"
             ) from None
-        # As pySigma's ValueListPlaceholderTransformation: a configured value is a Sigma string, wildcards active.
+        # As in pySigma's ValueListPlaceholderTransformation: a value is a Sigma string, wildcards active.
         for value in values:
             yield SigmaString(str(value))
 
@@ -474,11 +479,12 @@ class _Translator:
 
     @staticmethod
     def _hash_test(target: HashTarget, value: SigmaString) -> Node:
-        """A Sysmon ``Hashes`` value (``ALGO=hex`` under contains/startswith/endswith) on the parsed ECS fields.
+        """A Sysmon ``Hashes`` value (``ALGO=hex`` under contains/startswith/endswith) on the parsed ECS
+        fields.
 
-        Only the ``ALGO=hex`` shape (optionally with ``*`` around it) and an exact, comma-separated list of them
-        translate; anything else is tested on the raw string alone. Elastic lower-cases the parsed hashes and drops
-        all-zero ones, so hex compares case-insensitively and an all-zero hash never matches here.
+        Only the ``ALGO=hex`` shape (optionally with ``*`` around it) and an exact, comma-separated list of
+        them translate; anything else is tested on the raw string alone. Elastic lower-cases the parsed hashes
+        and drops all-zero ones, so hex compares case-insensitively and an all-zero hash never matches here.
         """
         parts = list(value.s)
         text = _plain(value)

@@ -1,39 +1,41 @@
-"""Sigma field names and log sources -> ECS: where a Sigma rule's fields live in an ECS event, and which events a
-rule's ``logsource`` selects.
+"""Sigma field names and log sources -> ECS: where a Sigma rule's fields live in an ECS event, and which
+events a rule's ``logsource`` selects.
 
 The mapping follows pySigma's Elasticsearch pipeline for Windows, ``ecs_windows`` (package
-pysigma-backend-elasticsearch, ``sigma/pipelines/elasticsearch/windows.py``): a fixed table for the fields Winlogbeat
-and Elastic Agent move to ECS, a few mappings that depend on the log source category or service, and
-``winlog.event_data.<Field>`` for every other field (names that already look like a dotted path stay as they are).
-The pipeline's ``.caseless`` suffix names a lower-cased multi-field of the same keyword; every Sigma string test here
-is case-insensitive already, so the plain field is used.
+pysigma-backend-elasticsearch, ``sigma/pipelines/elasticsearch/windows.py``): a fixed table for the fields
+Winlogbeat and Elastic Agent move to ECS, a few mappings that depend on the log source category or service,
+and ``winlog.event_data.<Field>`` for every other field (names that already look like a dotted path stay as
+they are). The pipeline's ``.caseless`` suffix names a lower-cased multi-field of the same keyword; every
+Sigma string test here is case-insensitive already, so the plain field is used.
 
-Deviations from ``ecs_windows``, each because shellwatch evaluates one event at a time, whatever source produced it
-(Sysmon, Security 4688, Elastic Defend...), instead of querying one index whose shipper is known:
+Deviations from ``ecs_windows``, each because shellwatch evaluates one event at a time, whatever source
+produced it (Sysmon, Security 4688, Elastic Defend...), instead of querying one index whose shipper is known:
 
-* ``User``: the pipeline maps it to ``user.name``, but Sysmon writes ``DOMAIN\\user`` and Elastic's Sysmon pipeline
-  splits that into ``user.domain`` and ``user.name`` while keeping ``winlog.event_data.User``. SigmaHQ rules test the
-  whole string (``User|contains: 'AUTHORI'`` for "NT AUTHORITY"), so the raw field is read first and ``user.name``
-  second (sources that only carry the ECS field).
+* ``User``: the pipeline maps it to ``user.name``, but Sysmon writes ``DOMAIN\\user`` and Elastic's Sysmon
+  pipeline splits that into ``user.domain`` and ``user.name`` while keeping ``winlog.event_data.User``.
+  SigmaHQ rules test the whole string (``User|contains: 'AUTHORI'`` for "NT AUTHORITY"), so the raw field is
+  read first and ``user.name`` second (sources that only carry the ECS field).
 * ``Hashes`` / ``Hash``: Sysmon's ``SHA1=..,MD5=..,SHA256=..,IMPHASH=..`` string. Elastic keeps it in
-  ``winlog.event_data.Hashes`` and also parses it into ``process.hash.*`` / ``file.hash.*`` and ``*.pe.imphash``
-  (lower-cased, all-zero hashes dropped; elastic/beats ``x-pack/winlogbeat/module/sysmon/ingest/sysmon.yml``).
-  A rule's ``ALGO=hex`` value is tested on the raw string and on the parsed ECS field (see :class:`HashTarget`).
-* ``IntegrityLevel``: Sysmon's ``winlog.event_data.IntegrityLevel``, but also Security 4688's ``MandatoryLabel``
-  (SigmaHQ rules list both ``'System'`` and ``'S-1-16-16384'`` for that reason) and Elastic Defend's
-  ``process.Ext.token.integrity_level_name``.
-* ``ParentProcessName`` (4688): the pipeline maps it to ``process.parent.name``, but 4688 writes a full path there
-  and Elastic's Security pipeline puts it in ``process.parent.executable``.
-* ``Signature`` in ``image_load``: the pipeline keys it on category ``image_loaded``, which no Sigma rule uses; the
-  intended ``image_load`` is honoured.
+  ``winlog.event_data.Hashes`` and also parses it into ``process.hash.*`` / ``file.hash.*`` and
+  ``*.pe.imphash`` (lower-cased, all-zero hashes dropped; elastic/beats
+  ``x-pack/winlogbeat/module/sysmon/ingest/sysmon.yml``). A rule's ``ALGO=hex`` value is tested on the raw
+  string and on the parsed ECS field (see :class:`HashTarget`).
+* ``IntegrityLevel``: Sysmon's ``winlog.event_data.IntegrityLevel``, but also Security 4688's
+  ``MandatoryLabel`` (SigmaHQ rules list both ``'System'`` and ``'S-1-16-16384'`` for that reason) and Elastic
+  Defend's ``process.Ext.token.integrity_level_name``.
+* ``ParentProcessName`` (4688): the pipeline maps it to ``process.parent.name``, but 4688 writes a full path
+  there and Elastic's Security pipeline puts it in ``process.parent.executable``.
+* ``Signature`` in ``image_load``: the pipeline keys it on category ``image_loaded``, which no Sigma rule
+  uses; the intended ``image_load`` is honoured.
 * Fields Elastic's pipelines *copy* to ECS rather than move (``Company``, ``Description``, ``FileVersion``,
   ``Product``, ``Signature``, ``SignatureStatus``, ``Initiated``) are read from the ECS field and from the raw
   ``winlog.event_data`` field.
 * ``Initiated`` (network_connection): the pipeline rewrites ``true``/``false`` to ``network.direction``
   ``egress``/``ingress``; the rewrite is a value map on that target.
 
-Linux and macOS rules use the same Sysmon-derived names (SigmaHQ's taxonomy); the process, file and network fields
-map to the ECS fields Elastic Defend and Auditbeat write, and any other field is read under its own name.
+Linux and macOS rules use the same Sysmon-derived names (SigmaHQ's taxonomy); the process, file and network
+fields map to the ECS fields Elastic Defend and Auditbeat write, and any other field is read under its own
+name.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ from shellwatch.query.ir import And, Case, Equals, Exists, Node, Or
 class FieldTarget:
     """An ECS field a Sigma field is read from.
 
-    ``value_map``, when set, translates the rule's plain value (lower-cased) into the value the field holds there;
-    a value the map does not know cannot be tested on this target.
+    ``value_map``, when set, translates the rule's plain value (lower-cased) into the value the field holds
+    there; a value the map does not know cannot be tested on this target.
     """
 
     path: str
@@ -92,7 +94,8 @@ HASH_LENGTHS: Mapping[str, int] = {
     "sha512": 128,
     "imphash": 32,
 }
-"""Hash algorithms Sysmon (and Elastic's parser of its ``Hashes``) can write, with their length in hex digits."""
+"""Hash algorithms Sysmon (and Elastic's parser of its ``Hashes``) can write, with their length in hex
+digits."""
 
 WINDOWS_FIELDS: Mapping[str, str] = {
     "EventID": "event.code",
@@ -214,20 +217,23 @@ WINDOWS_FIELDS_BY_LOGSOURCE: Mapping[str, tuple[tuple[str, str, str], ...]] = {
     "SubjectUserSid": (("service", "security", "user.id"),),
     "TargetLogonId": (("service", "security", "winlog.logon.id"),),
 }
-"""``ecs_windows_variable_mappings``: mappings that apply only under a log source category or service (they win
-over :data:`WINDOWS_FIELDS`, as the pipeline applies them first). ``image_loaded`` corrected to ``image_load``."""
+"""``ecs_windows_variable_mappings``: mappings that apply only under a log source category or service (they
+win over :data:`WINDOWS_FIELDS`, as the pipeline applies them first). ``image_loaded`` corrected to
+``image_load``."""
 
 _RAW_PREFIX = "winlog.event_data."
 
 _COPIED_TO_ECS = frozenset(
     {"Company", "Description", "FileVersion", "Product", "Signature", "SignatureStatus", "Initiated"}
 )
-"""Fields Elastic's Sysmon pipeline copies (``set: copy_from``) or derives from, leaving the raw field in place."""
+"""Fields Elastic's Sysmon pipeline copies (``set: copy_from``) or derives from, leaving the raw field in
+place."""
 
 _INITIATED_DIRECTION: Mapping[str, str] = {"true": "egress", "false": "ingress"}
 
 _ALREADY_A_PATH = re.compile(r"\w+\.")
-"""``ecs_windows`` leaves a field alone when it starts like a dotted path (its ``IncludeFieldCondition`` regex)."""
+"""``ecs_windows`` leaves a field alone when it starts like a dotted path (its ``IncludeFieldCondition``
+regex)."""
 
 _POSIX_FIELDS: Mapping[str, str] = {
     "Image": "process.executable",
@@ -249,7 +255,8 @@ _POSIX_FIELDS: Mapping[str, str] = {
     "SourceHostname": "source.domain",
     "Protocol": "network.transport",
 }
-"""Linux / macOS (Sysmon for Linux names in SigmaHQ rules) -> the ECS fields Elastic Defend and Auditbeat write."""
+"""Linux / macOS (Sysmon for Linux names in SigmaHQ rules) -> the ECS fields Elastic Defend and Auditbeat
+write."""
 
 _HASH_SUBJECTS: Mapping[str, tuple[str, ...]] = {
     "process_creation": ("process",),
@@ -258,8 +265,8 @@ _HASH_SUBJECTS: Mapping[str, tuple[str, ...]] = {
     "create_stream_hash": ("file",),
     "file_executable_detected": ("file",),
 }
-"""Where Elastic's Sysmon pipeline puts the parsed hashes, by the Sysmon events behind each category (event codes
-1, 23-26 -> ``process.hash``; 6, 7, 15, 26, 29 -> ``file.hash``). Other categories: both."""
+"""Where Elastic's Sysmon pipeline puts the parsed hashes, by the Sysmon events behind each category (event
+codes 1, 23-26 -> ``process.hash``; 6, 7, 15, 26, 29 -> ``file.hash``). Other categories: both."""
 
 
 def _logsource_value(logsource: SigmaLogSource, attribute: str) -> str | None:
@@ -302,7 +309,8 @@ def _windows_targets(field: str, logsource: SigmaLogSource) -> tuple[Target, ...
 
 
 def field_targets(field: str, logsource: SigmaLogSource) -> tuple[Target, ...]:
-    """The ECS fields a Sigma field is read from under ``logsource``; a test holds when it holds on any of them."""
+    """The ECS fields a Sigma field is read from under ``logsource``; a test holds when it holds on any of
+    them."""
     product = _logsource_value(logsource, "product")
     if product == "windows":
         return _windows_targets(field, logsource)
@@ -311,7 +319,7 @@ def field_targets(field: str, logsource: SigmaLogSource) -> tuple[Target, ...]:
     return (FieldTarget(field),)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Log sources -> ECS conditions.
 
 
@@ -330,7 +338,8 @@ _SYSMON_CHANNEL = "Microsoft-Windows-Sysmon/Operational"
 
 
 def _sysmon(*codes: int) -> Node:
-    """A Sysmon event with one of ``codes`` (``event.code`` is a string in ECS; a raw reader may keep the int)."""
+    """A Sysmon event with one of ``codes`` (``event.code`` is a string in ECS; a raw reader may keep the
+    int)."""
     values: list[str | int] = [str(code) for code in codes]
     values.extend(codes)
     return And(
@@ -362,10 +371,11 @@ _COMMON_CATEGORIES: Mapping[str, Node] = {
     "file_delete": _category("file", "deletion"),
     "file_access": _category("file", "access"),
 }
-"""Categories every OS shares, by the ``event.category`` / ``event.type`` values Elastic's pipelines and Elastic
-Defend write (Sysmon: 1 process/start, 3 network/start+connection, 11 file/creation, 2 file/change, 23 and 26
-file/deletion, 22 network/connection+protocol; elastic/beats ``x-pack/winlogbeat/module/sysmon/ingest/sysmon.yml``).
-``network_connection`` asks for ``start`` so that DNS events (network, no start) stay out."""
+"""Categories every OS shares, by the ``event.category`` / ``event.type`` values Elastic's pipelines and
+Elastic Defend write (Sysmon: 1 process/start, 3 network/start+connection, 11 file/creation, 2 file/change, 23
+and 26 file/deletion, 22 network/connection+protocol; elastic/beats
+``x-pack/winlogbeat/module/sysmon/ingest/sysmon.yml``). ``network_connection`` asks for ``start`` so that DNS
+events (network, no start) stay out."""
 
 _WINDOWS_CATEGORIES: Mapping[str, Node] = {
     **_COMMON_CATEGORIES,
@@ -410,9 +420,10 @@ _WINDOWS_CATEGORIES: Mapping[str, Node] = {
     "ps_classic_provider_start": _channel_event(_POWERSHELL_CLASSIC, 600),
     "ps_classic_script": _channel_event(_POWERSHELL_CLASSIC, 800),
 }
-"""Windows categories (SigmaHQ's taxonomy, each backed by the Sysmon or PowerShell events SigmaHQ's logsource guide
-names). Categories Elastic categorizes without ambiguity use ``event.category``/``event.type``; the rest name the
-Sysmon event code, since Elastic files several of them under the same process/change or process/access."""
+"""Windows categories (SigmaHQ's taxonomy, each backed by the Sysmon or PowerShell events SigmaHQ's logsource
+guide names). Categories Elastic categorizes without ambiguity use ``event.category``/``event.type``; the rest
+name the Sysmon event code, since Elastic files several of them under the same process/change or
+process/access."""
 
 _SERVICE_PROVIDERS: Mapping[str, str] = {
     "security": "Microsoft-Windows-Security-Auditing",
@@ -448,7 +459,8 @@ _GENERIC_CATEGORIES: Mapping[str, Node] = {
     "antivirus": _is("event.category", "malware"),
 }
 """Product-less categories -> ECS categorization (ECS: ``web`` covers web server and proxy access, ``malware``
-antivirus detections). Their rules use the log's own field names (``cs-uri-query``...), which are not mapped."""
+antivirus detections). Their rules use the log's own field names (``cs-uri-query``...), which are not
+mapped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,8 +476,8 @@ def logsource_condition(logsource: SigmaLogSource) -> LogsourceCondition:
 
     An unknown category or service keeps only the product condition and says so. A product that is not an
     operating system or cloud platform, or a log source with nothing recognised at all, falls back to
-    ``event.module`` naming it (Elastic's integrations set it so: ``okta``, ``zeek``, ``apache``...), so that such
-    a rule never fires on unrelated events, keyword rules in particular.
+    ``event.module`` naming it (Elastic's integrations set it so: ``okta``, ``zeek``, ``apache``...), so that
+    such a rule never fires on unrelated events, keyword rules in particular.
     """
     product = _logsource_value(logsource, "product")
     category = _logsource_value(logsource, "category")
@@ -473,9 +485,9 @@ def logsource_condition(logsource: SigmaLogSource) -> LogsourceCondition:
     parts: list[Node] = []
     problems: list[str] = []
 
-    if product in PRODUCT_OS:
+    if product is not None and product in PRODUCT_OS:
         parts.append(_is("host.os.type", PRODUCT_OS[product]))
-    elif product in _CLOUD_PRODUCTS:
+    elif product is not None and product in _CLOUD_PRODUCTS:
         parts.append(_is("cloud.provider", _CLOUD_PRODUCTS[product]))
         problems.append(f"fields of product '{product}' are not mapped to ECS")
     elif product is not None:

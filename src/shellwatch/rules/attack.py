@@ -1,21 +1,23 @@
-"""MITRE ATT&CK® lookups, offline: tactic and technique names and reference URLs, and Sigma tags -> Kibana threat.
+"""MITRE ATT&CK® lookups, offline: tactic and technique names and reference URLs, and Sigma tags -> Kibana
+threat.
 
-Names come from the bundled table in :mod:`shellwatch.rules.attack_data` (never from the network); an id the table
-does not know keeps its id as its name.
+Names come from the bundled table in :mod:`shellwatch.rules.attack_data` (never from the network); an id the
+table does not know keeps its id as its name.
 
 Sigma tags are flat (``attack.persistence``, ``attack.t1505.003``): nothing says which technique serves which
 tactic, while Kibana's ``threat`` groups techniques under tactics. :func:`threat_from_sigma_tags` places each
 technique this way, in order:
 
-1. under the tactics the rule names that the technique serves according to the bundled technique -> tactics table
-   (so ``attack.t1505.003`` lands under Persistence, not under every tactic of the rule);
-2. otherwise, when the rule names tactics, under every one of them (the table does not know the technique, or the
-   author filed it under a tactic the table does not pair it with: the author's tactics win);
+1. under the tactics the rule names that the technique serves according to the bundled technique -> tactics
+   table (so ``attack.t1505.003`` lands under Persistence, not under every tactic of the rule);
+2. otherwise, when the rule names tactics, under every one of them (the table does not know the technique, or
+   the author filed it under a tactic the table does not pair it with: the author's tactics win);
 3. otherwise (no tactic tag at all) under the tactics the table gives it;
-4. otherwise it is left out of ``threat`` -- a Kibana threat entry needs a tactic -- and stays visible in the tags.
+4. otherwise it is left out of ``threat`` -- a Kibana threat entry needs a tactic -- and stays visible in the
+   tags.
 
-Tactics named by the rule keep the rule's order, each appears once, and a named tactic with no technique is kept
-(Kibana allows a tactic without techniques); tactics added by step 3 follow in table order.
+Tactics named by the rule keep the rule's order, each appears once, and a named tactic with no technique is
+kept (Kibana allows a tactic without techniques); tactics added by step 3 follow in table order.
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ _TACTIC_BY_SHORTNAME = {short: (tid, name) for tid, name, short in TACTICS}
 _TACTIC_ORDER = {short: i for i, (_, _, short) in enumerate(TACTICS)}
 _TECHNIQUE_TAG = re.compile(r"^t(\d{4})(?:\.(\d{3}))?$")
 
-# ATT&CK v19 split Defense Evasion into Stealth and Defense Impairment; a technique the (older) table files under
-# defense_evasion serves whichever of the successors a newer rule names.
+# ATT&CK v19 split Defense Evasion into Stealth and Defense Impairment; a technique the (older) table files
+# under defense_evasion serves whichever of the successors a newer rule names.
 _SUCCESSORS = {"defense_evasion": ("defense_evasion", "stealth", "defense_impairment")}
 
 
 def tactic_entry(shortname: str) -> AttackEntry | None:
-    """The tactic with this shortname (``privilege_escalation``), or None when it is not an Enterprise tactic."""
+    """The tactic with this shortname (``privilege_escalation``), or None if not an Enterprise tactic."""
     found = _TACTIC_BY_SHORTNAME.get(shortname)
     if found is None:
         return None
@@ -78,7 +80,7 @@ def _served_by(technique_id: str) -> tuple[str, ...]:
 
 
 def threat_from_sigma_tags(tags: Iterable[str]) -> tuple[Threat, ...]:
-    """Kibana ``threat`` entries for a Sigma rule's tags (see the module docstring for how techniques are placed).
+    """Kibana ``threat`` entries for a Sigma rule's tags (the module docstring says how they are placed).
 
     ``tags`` are full tag strings (``attack.persistence``); tags outside the ``attack`` namespace and ATT&CK
     group/software tags (``attack.g0032``, ``attack.s0002``) are ignored here.

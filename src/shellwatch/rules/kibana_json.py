@@ -1,7 +1,7 @@
 """Kibana rule JSON (one rule object, or an array of them) and saved-objects NDJSON exports -> rule outcomes.
 
-Kibana's rule export (``POST /api/detection_engine/rules/_export``, or Stack Management -> Export) writes one rule
-object per line, then exception lists and items the rules refer to, then one export-summary line
+Kibana's rule export (``POST /api/detection_engine/rules/_export``, or Stack Management -> Export) writes one
+rule object per line, then exception lists and items the rules refer to, then one export-summary line
 (``{"exported_count": ...}``). Rules keep their ``exceptions_list`` references; the exception-list and summary
 lines are not rules and are skipped.
 """
@@ -18,7 +18,7 @@ from shellwatch.rules.outcome import LoadOutcome
 
 
 def load_kibana_json(text: str, path: str) -> list[LoadOutcome]:
-    """Outcomes for a ``.json`` file: one rule object, an array of rule objects, or NDJSON saved as ``.json``."""
+    """Outcomes for a ``.json`` file: one rule object, an array of rule objects, or NDJSON named ``.json``."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

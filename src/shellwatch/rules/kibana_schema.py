@@ -1,22 +1,22 @@
 """Kibana's rule schema: a mapping with Kibana's field names -> a validated Rule, or why not.
 
-Elastic's detection-rules TOML (its ``[rule]`` table) and Kibana's rule JSON / saved-objects export use the same
-field names, so both loaders hand their rule mapping to :func:`outcome_from_kibana_fields`. It checks the fields
-Kibana requires and their types, then compiles the query: EQL through :func:`shellwatch.query.eql.parse_eql`;
-every other rule type (query/KQL, new_terms, esql, threshold, machine_learning, threat_match) is reported as
-unsupported with its type and language named.
+Elastic's detection-rules TOML (its ``[rule]`` table) and Kibana's rule JSON / saved-objects export use the
+same field names, so both loaders hand their rule mapping to :func:`outcome_from_kibana_fields`. It checks the
+fields Kibana requires and their types, then compiles the query: EQL through
+:func:`shellwatch.query.eql.parse_eql`; every other rule type (query/KQL, new_terms, esql, threshold,
+machine_learning, threat_match) is reported as unsupported with its type and language named.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shellwatch.query.errors import QueryError, UnsupportedQuery
 from shellwatch.query.ir import FALSE
 from shellwatch.rules.attack import technique_reference
 from shellwatch.rules.model import AttackEntry, Rule, RuleError, RuleSource, Technique, Threat
-from shellwatch.rules.outcome import LoadOutcome
+from shellwatch.rules.outcome import LoadOutcome, Status
 
 REQUIRED_FIELDS = ("rule_id", "name", "description", "type", "risk_score", "severity")
 """Fields every Kibana rule must have (Kibana's rule schema marks them required)."""
@@ -35,15 +35,25 @@ def outcome_from_kibana_fields(
     rule_id = fields.get("rule_id") if isinstance(fields.get("rule_id"), str) else None
     name = fields.get("name") if isinstance(fields.get("name"), str) else None
     language = fields.get("language") if isinstance(fields.get("language"), str) else None
-    where = {"path": source.path, "index": source.index, "line": line}
+
+    def outcome(status: Status, reason: str = "", rule: Rule | None = None) -> LoadOutcome:
+        return LoadOutcome(
+            path=source.path,
+            index=source.index,
+            line=line,
+            status=status,
+            reason=reason,
+            rule_id=rule_id,
+            name=name,
+            language=language,
+            rule=rule,
+        )
 
     def error(reason: str) -> LoadOutcome:
-        return LoadOutcome(status="error", reason=reason, rule_id=rule_id, name=name, language=language, **where)
+        return outcome("error", reason)
 
     def unsupported(reason: str) -> LoadOutcome:
-        return LoadOutcome(
-            status="unsupported", reason=reason, rule_id=rule_id, name=name, language=language, **where
-        )
+        return outcome("unsupported", reason)
 
     try:
         metadata = _metadata(fields, status)
@@ -77,11 +87,11 @@ def outcome_from_kibana_fields(
     except QueryError as exc:
         return error(f"query: {exc}")
     rule = Rule(ir=ir, source=source, **metadata)
-    return LoadOutcome(status="ok", rule_id=rule_id, name=name, language="eql", rule=rule, **where)
+    return outcome("ok", rule=rule)
 
 
 def _metadata(fields: Mapping[str, Any], status: str | None) -> dict[str, Any]:
-    """Every Rule field except ``ir`` and ``source``, type-checked; raises RuleError naming the faulty field."""
+    """Every Rule field but ``ir`` and ``source``, type-checked; raises RuleError naming the faulty field."""
     missing = [key for key in REQUIRED_FIELDS if key not in fields]
     rule_type = fields.get("type")
     if rule_type == "eql" and "query" not in fields:
@@ -207,7 +217,7 @@ def _tactic_reference(tactic_id: str) -> str:
     return f"https://attack.mitre.org/tactics/{tactic_id}/"
 
 
-def _entry(value: Any, where: str, default_reference: Any) -> AttackEntry:
+def _entry(value: Any, where: str, default_reference: Callable[[str], str]) -> AttackEntry:
     if not isinstance(value, Mapping):
         raise RuleError(f"{where} must be an object")
     entry_id, name, reference = value.get("id"), value.get("name"), value.get("reference")

@@ -1,9 +1,9 @@
 """Rule files and folders in, a :class:`~shellwatch.rules.outcome.LoadResult` out; and the bundled rule pack.
 
 A file's format is chosen by its extension: ``.toml`` (Elastic detection-rules), ``.json`` (Kibana rule JSON),
-``.ndjson`` (Kibana saved-objects export), ``.yml`` / ``.yaml`` (Sigma). Folders are walked recursively in sorted
-order, skipping hidden entries (``.github`` and the like) and files with other extensions (READMEs, licenses);
-a file named explicitly must have one of these extensions.
+``.ndjson`` (Kibana saved-objects export), ``.yml`` / ``.yaml`` (Sigma). Folders are walked recursively in
+sorted order, skipping hidden entries (``.github`` and the like) and files with other extensions (READMEs,
+licenses); a file named explicitly must have one of these extensions.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from shellwatch.rules.outcome import LoadOutcome, LoadResult
 
 MAX_RULE_FILE_BYTES = 64 * 1024 * 1024
-"""Larger files are refused: no real rule file or export comes near it, and the whole file is held in memory."""
+"""Larger files are refused: no real rule file or export comes near it, and a file is read whole."""
 
 Loader = Callable[[str, str], list[LoadOutcome]]
 

@@ -25,9 +25,9 @@ class LoadOutcome:
     path: str
     status: Status
     reason: str = ""
-    """Why it is unsupported or an error; for an ok rule, an optional note (e.g. a partly supported logsource)."""
+    """Why it is unsupported or an error; for an ok rule, an optional note (a partly mapped logsource)."""
     index: int | None = None
-    """Which rule or document of the file (0-based), when the file holds several or the problem is inside one."""
+    """Which rule or document of the file (0-based), when the file holds several or the fault is in one."""
     line: int | None = None
     """1-based line of the problem, when the parser reports it."""
     rule_id: str | None = None

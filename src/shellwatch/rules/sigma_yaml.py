@@ -2,20 +2,21 @@
 
 Multi-document files follow pySigma's ``SigmaCollection.from_dicts`` (pySigma 1.5): ``action: global`` sets a
 template merged into every later document (its values win, as in pySigma), ``action: reset`` drops it,
-``action: repeat`` merges the document into the previous rule and yields a new rule. The loop is written out here,
-rather than calling ``SigmaCollection``, so that each document gets its own outcome (one broken document does not
-take the file down) and so that each rule's merged document is at hand for its derived id.
+``action: repeat`` merges the document into the previous rule and yields a new rule. The loop is written out
+here, rather than calling ``SigmaCollection``, so that each document gets its own outcome (one broken document
+does not take the file down) and so that each rule's merged document is at hand for its derived id.
 
 Metadata mapping to the Kibana-shaped :class:`~shellwatch.rules.model.Rule`:
 
 * ``title`` -> name; ``id`` -> rule_id. A rule without ``id`` gets :func:`derived_rule_id`: the UUIDv5, under
   :data:`SIGMA_RULE_ID_NAMESPACE`, of the rule's merged document (without its ``action`` key) serialized as
-  canonical JSON -- keys sorted, separators ``,`` and ``:``, non-ASCII characters kept, dates and other non-JSON
-  scalars as ``str()`` -- so the same rule gets the same id on every run and machine, whatever its formatting or
-  comments, and any change to its content gives a new id.
-* ``level`` -> severity and risk_score (:data:`~shellwatch.rules.model.SIGMA_LEVEL_SEVERITY`); a rule without a
-  level is treated as informational (low, 21), the lowest level Sigma defines.
-* ``attack.*`` tags -> threat (:func:`shellwatch.rules.attack.threat_from_sigma_tags`); every tag is kept as a tag.
+  canonical JSON -- keys sorted, separators ``,`` and ``:``, non-ASCII characters kept, dates and other
+  non-JSON scalars as ``str()`` -- so the same rule gets the same id on every run and machine, whatever its
+  formatting or comments, and any change to its content gives a new id.
+* ``level`` -> severity and risk_score (:data:`~shellwatch.rules.model.SIGMA_LEVEL_SEVERITY`); a rule without
+  a level is treated as informational (low, 21), the lowest level Sigma defines.
+* ``attack.*`` tags -> threat (:func:`shellwatch.rules.attack.threat_from_sigma_tags`); every tag is kept as a
+  tag.
 * ``author`` split on commas; ``falsepositives``, ``references``, ``status``, ``license`` and ``logsource``
   (category, product, service) kept; query = the ``detection`` section dumped as YAML.
 * interval / from / max_signals are Kibana's defaults (5m, now-6m, 100); version 1.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -111,7 +113,7 @@ def load_sigma_yaml(text: str, path: str) -> list[LoadOutcome]:
 def _rule_outcome(document: dict[str, Any], path: str, index: int) -> LoadOutcome:
     rule_id = derived_rule_id(document) if document.get("id") is None else str(document["id"])
     try:
-        sigma_rule = SigmaRule.from_dict(document, collect_errors=True, source=SigmaRuleLocation(path))
+        sigma_rule = SigmaRule.from_dict(document, collect_errors=True, source=SigmaRuleLocation(Path(path)))
     except (SigmaError, TypeError, ValueError, AttributeError, KeyError) as exc:
         # pySigma validates most malformed input into rule.errors, but a few shapes (a list where a mapping
         # belongs deep in a detection) still raise.
@@ -202,7 +204,9 @@ def _error(path: str, index: int, reason: str, document: Any, rule_id: str | Non
     )
 
 
-def _unsupported(path: str, index: int, reason: str, document: Any, rule_id: str | None = None) -> LoadOutcome:
+def _unsupported(
+    path: str, index: int, reason: str, document: Any, rule_id: str | None = None
+) -> LoadOutcome:
     if rule_id is None and isinstance(document, Mapping) and isinstance(document.get("id"), str):
         rule_id = document["id"]
     return LoadOutcome(

@@ -52,21 +52,32 @@ def read_event_xml(stream: IO[bytes], display: str, on_problem: ProblemSink) -> 
     for line, fragment in _EventSplitter(stream, display, on_problem).fragments():
         found = True
         try:
-            root = parse_fragment(fragment)
-        except (
-            expat.ExpatError,
-            DTDForbidden,
-            EntitiesForbidden,
-            ExternalReferenceForbidden,
-            ValueError,
-        ) as error:
-            on_problem(
-                ReadProblem(Origin(display, line=line), f"malformed event XML: {_describe(error, line)}")
-            )
+            root = _parse_lenient_utf8(fragment, Origin(display, line=line), on_problem)
+        except _REFUSED as error:
+            reason = f"malformed event XML: {_describe(error, line)}"
+            on_problem(ReadProblem(Origin(display, line=line), reason))
             continue
         yield RawRecord(render_event(root), "windows_event", Origin(display, line=line))
     if not found:
         on_problem(ReadProblem(Origin(display), "XML without any Windows <Event> element"))
+
+
+_REFUSED = (expat.ExpatError, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden, ValueError)
+
+
+def _parse_lenient_utf8(fragment: bytes, origin: Origin, on_problem: ProblemSink) -> XmlElement:
+    """Parse a fragment; invalid UTF-8 (which expat refuses) is replaced by U+FFFD and reported, so that a
+    stray byte cannot hide an event."""
+    try:
+        return parse_fragment(fragment)
+    except expat.ExpatError:
+        try:
+            fragment.decode("utf-8")
+        except UnicodeDecodeError:
+            root = parse_fragment(fragment.decode("utf-8", "replace").encode("utf-8"))
+            on_problem(ReadProblem(origin, "invalid UTF-8 bytes replaced by U+FFFD"))
+            return root
+        raise
 
 
 def _describe(error: Exception, first_line: int) -> str:

@@ -19,6 +19,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -52,11 +53,9 @@ def read_evtx(source: str | IO[bytes], display: str, on_problem: ProblemSink) ->
     ledger = _Ledger()
     try:
         parser = PyEvtxParser(source, number_of_threads=1)
-    except (
-        Exception
-    ) as error:  # the extension raises RuntimeError or OSError; either way: rebuild from chunks
-        ledger.unexplained.append(f"file header unreadable: {error}")
-        ledger.header_damaged = True
+    # The extension raises RuntimeError (or OSError) for a damaged file header: read the chunks one by one.
+    except Exception as error:
+        ledger.header_damaged = f"EVTX file header damaged ({error}); reading its chunks one by one"
     else:
         yield from _read_with_parser(parser, display, ledger, on_problem)
     yield from _recover_chunks(source, display, ledger, on_problem)
@@ -71,7 +70,8 @@ class _Ledger:
         self.runs: list[tuple[int, int]] = []
         self.settled: set[int] = set()
         self.unexplained: list[str] = []
-        self.header_damaged = False
+        self.header_damaged = ""
+        """Why the parser refused the file as a whole, when it did."""
         self._starts: list[int] = []
         self._ends: list[int] = []
 
@@ -114,7 +114,6 @@ def _read_with_parser(
     records = parser.records_json()
     runs = ledger.runs
     run_start = run_end = -2  # no run yet: no record id is -1
-    loads = orjson.loads
     while True:
         try:
             # The iterator resumes with the next record or chunk after raising, so the loop is simply
@@ -127,18 +126,43 @@ def _read_with_parser(
                     if run_start >= 0:
                         runs.append((run_start, run_end))
                     run_start = run_end = record_id
-                try:
-                    data = loads(item["data"])
-                except orjson.JSONDecodeError:
-                    data = _lenient_json(item["data"], display, record_id, on_problem)
-                    if data is None:
-                        continue
-                yield RawRecord(data, "windows_event", Origin(display, record_id))
+                data = _event_data(item["data"], display, record_id, on_problem)
+                if data is not None:
+                    yield RawRecord(data, "windows_event", Origin(display, record_id))
             break
         except RuntimeError as error:
             _parser_error(str(error), display, ledger, on_problem)
     if run_start >= 0:
         runs.append((run_start, run_end))
+
+
+def _event_data(text: str, display: str, record_id: int, on_problem: ProblemSink) -> dict[str, Any] | None:
+    """A record's JSON rendering decoded, as ``{"Event": ...}``; None, reported, when it cannot be one."""
+    try:
+        data: dict[str, Any] | None = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        data = _lenient_json(text, display, record_id, on_problem)
+    if data is None or "Event" in data:
+        return data
+    return _rerooted(data, display, record_id, on_problem)
+
+
+def _rerooted(
+    data: dict[str, Any], display: str, record_id: int, on_problem: ProblemSink
+) -> dict[str, Any] | None:
+    """A record whose root element name is damaged, under ``Event`` again, or None when it has no root.
+
+    Element names are stored once per chunk and shared by its records: one damaged byte there renames the root
+    of every record in the chunk. Their data is intact, and dropping them would hide the whole chunk.
+    """
+    if len(data) == 1:
+        ((name, event),) = data.items()
+        if isinstance(event, dict):
+            reason = f"damaged root element name {name!r} read as Event"
+            on_problem(ReadProblem(Origin(display, record_id), reason))
+            return {"Event": event}
+    on_problem(ReadProblem(Origin(display, record_id), "record rendered without an Event element; skipped"))
+    return None
 
 
 def _lenient_json(text: str, display: str, record_id: int, on_problem: ProblemSink) -> dict[str, Any] | None:
@@ -157,7 +181,7 @@ def _lenient_json(text: str, display: str, record_id: int, on_problem: ProblemSi
 
 def _without_surrogates(value: Any) -> Any:
     if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if isinstance(value, dict):
         return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -181,8 +205,8 @@ def _parser_error(message: str, display: str, ledger: _Ledger, on_problem: Probl
 class _Repair:
     slot: int
     chunk: bytes
-    repaired_ids: dict[int, str]
-    """Record ids whose header was repaired, with what was wrong, to explain a later parse failure."""
+    repaired_ids: frozenset[int]
+    """Records whose header was repaired, to explain a later parse failure."""
 
 
 def _recover_chunks(
@@ -191,7 +215,7 @@ def _recover_chunks(
     ledger.freeze()
     explained = False
     if ledger.header_damaged:
-        on_problem(ReadProblem(Origin(display), "EVTX file header damaged; reading its chunks one by one"))
+        on_problem(ReadProblem(Origin(display), ledger.header_damaged))
         explained = True
     pending: list[_Repair] = []
     with _random_access(source) as file:
@@ -204,11 +228,7 @@ def _recover_chunks(
             if fixed is None or all(ledger.has(record.record_id) for record in layout.records):
                 continue
             explained = True
-            repaired_ids = {
-                record.record_id: "its record header was damaged"
-                for record in layout.records
-                if record.repaired
-            }
+            repaired_ids = frozenset(record.record_id for record in layout.records if record.repaired)
             pending.append(_Repair(slot, fixed, repaired_ids))
             if len(pending) == _REPAIR_BATCH_CHUNKS:
                 yield from _read_repaired(pending, display, ledger, on_problem)
@@ -219,33 +239,32 @@ def _recover_chunks(
             on_problem(ReadProblem(Origin(display), message))
 
 
-class _random_access:
+@contextmanager
+def _random_access(source: str | IO[bytes]) -> Iterator[IO[bytes]]:
     """A seekable binary file for the source: the path opened, or the caller's file (left open)."""
-
-    def __init__(self, source: str | IO[bytes]) -> None:
-        self._source = source
-        self._opened: IO[bytes] | None = None
-
-    def __enter__(self) -> IO[bytes]:
-        if isinstance(self._source, str):
-            self._opened = open(self._source, "rb")
-            return self._opened
-        return self._source
-
-    def __exit__(self, *_: object) -> None:
-        if self._opened is not None:
-            self._opened.close()
+    if not isinstance(source, str):
+        yield source
+        return
+    # Unbuffered: the chunk-header check reads 512 bytes every 64 KiB, not a buffer's worth.
+    with open(source, "rb", buffering=0) as opened:
+        yield opened
 
 
 def _damaged_chunks(file: IO[bytes], ledger: _Ledger) -> Iterator[tuple[int, bytes]]:
     """Chunk slots holding records the first pass did not account for, with their bytes."""
     size = file.seek(0, os.SEEK_END)
+    # The parser raises for every whole slot that is neither a chunk nor all zeros; when it raised nothing, a
+    # slot without a chunk header is free space and need not be read.
+    parser_saw_every_slot = not ledger.unexplained and not ledger.header_damaged
     slot = 0
     while FILE_HEADER_SIZE + slot * CHUNK_SIZE < size:
         offset = FILE_HEADER_SIZE + slot * CHUNK_SIZE
         file.seek(offset)
         head = file.read(CHUNK_HEADER_SIZE)
         header = parse_chunk_header(head)
+        if header is None and parser_saw_every_slot and offset + CHUNK_SIZE <= size:
+            slot += 1
+            continue
         accounted = (
             header is not None
             and header.is_consistent
@@ -254,7 +273,7 @@ def _damaged_chunks(file: IO[bytes], ledger: _Ledger) -> Iterator[tuple[int, byt
         if not accounted:
             chunk = head + file.read(CHUNK_SIZE - len(head))
             # A zeroed slot is free space (the parser skips it too); anything else may hold records.
-            if header is not None or any(chunk):
+            if header is not None or chunk.count(0) != len(chunk):
                 yield slot, chunk
         slot += 1
 
@@ -314,9 +333,7 @@ def _read_repaired(
 ) -> Iterator[RawRecord]:
     if not repairs:
         return
-    repaired_ids: dict[int, str] = {}
-    for repair in repairs:
-        repaired_ids.update(repair.repaired_ids)
+    repaired_ids = frozenset().union(*(repair.repaired_ids for repair in repairs))
     parser = PyEvtxParser(
         io.BytesIO(file_of_chunks([repair.chunk for repair in repairs])), number_of_threads=1
     )
@@ -329,13 +346,9 @@ def _read_repaired(
                 if record_id == FILLER_RECORD_ID or ledger.has(record_id):
                     continue
                 ledger.settled.add(record_id)
-                try:
-                    data = orjson.loads(item["data"])
-                except orjson.JSONDecodeError:
-                    data = _lenient_json(item["data"], display, record_id, on_problem)
-                    if data is None:
-                        continue
-                yield RawRecord(data, "windows_event", Origin(display, record_id))
+                data = _event_data(item["data"], display, record_id, on_problem)
+                if data is not None:
+                    yield RawRecord(data, "windows_event", Origin(display, record_id))
             break
         except RuntimeError as error:
             failure = _repaired_parser_error(str(error), ledger, repaired_ids)
@@ -350,7 +363,7 @@ def _read_repaired(
 
 
 def _repaired_parser_error(
-    message: str, ledger: _Ledger, repaired_ids: dict[int, str]
+    message: str, ledger: _Ledger, repaired_ids: frozenset[int]
 ) -> tuple[int, str] | None:
     """The record id and reason of a record the parser failed on in a repaired chunk (the filler's id for
     errors to ignore), or None for an error that names no record."""
@@ -361,7 +374,7 @@ def _repaired_parser_error(
     if record_id == FILLER_RECORD_ID or ledger.has(record_id):
         return FILLER_RECORD_ID, ""
     ledger.settled.add(record_id)
-    context = f" ({repaired_ids[record_id]})" if record_id in repaired_ids else ""
+    context = " (its record header was damaged)" if record_id in repaired_ids else ""
     return record_id, f"could not be parsed{context}: {message[match.end() :]}"
 
 

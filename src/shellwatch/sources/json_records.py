@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import orjson
 
-from shellwatch.sources.record import Origin, RawRecord, ReadProblem
+from shellwatch.sources.record import Origin, RawRecord, ReadProblem, RecordShape
 
 ProblemSink = Callable[[ReadProblem], None]
 
@@ -30,6 +30,9 @@ MAX_RECORD_BYTES = 16 << 20
 """A line or a JSON value larger than this is reported and skipped."""
 
 _SKIP_BLOCK = 1 << 20
+GIVE_UP_AFTER = 100
+"""Problems tolerated before the first record: an input with that many and no JSON object at all is not JSON
+(text that happens to start with a brace), and the rest of it is skipped with one last problem."""
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[{}\[\]]')
 """A string (possibly unterminated at the end of the line) or a bracket; everything else is between tokens."""
 _SEPARATORS = b" \t\r\n,"
@@ -37,9 +40,15 @@ _SEPARATORS = b" \t\r\n,"
 
 def read_json(stream: IO[bytes], display: str, on_problem: ProblemSink) -> Iterator[RawRecord]:
     """Every JSON object in a UTF-8 stream, with the line its value starts on."""
+    problems = _ProblemCount(on_problem)
+    on_problem = problems.report
     scanner = _ValueScanner(display, on_problem)
     line_number = 0
+    records = 0
     while True:
+        if not records and problems.count >= GIVE_UP_AFTER:
+            on_problem(ReadProblem(Origin(display, line=line_number), "no JSON object found; rest skipped"))
+            return
         line = stream.readline(MAX_RECORD_BYTES + 1)
         if not line:
             break
@@ -63,16 +72,47 @@ def read_json(stream: IO[bytes], display: str, on_problem: ProblemSink) -> Itera
             except orjson.JSONDecodeError:
                 pass
             else:
-                yield from _records(value, display, line_number, on_problem)
+                for record in _records(value, display, line_number, on_problem):
+                    records += 1
+                    yield record
                 continue
         for start_line, text in scanner.feed(line, line_number):
             try:
-                value = orjson.loads(text)
+                value = _loads(text, Origin(display, line=start_line), on_problem)
             except orjson.JSONDecodeError as error:
                 on_problem(ReadProblem(Origin(display, line=start_line), f"invalid JSON: {error}"))
                 continue
-            yield from _records(value, display, start_line, on_problem)
+            for record in _records(value, display, start_line, on_problem):
+                records += 1
+                yield record
     scanner.finish(line_number)
+
+
+class _ProblemCount:
+    """Passes problems on, counting them."""
+
+    def __init__(self, on_problem: ProblemSink) -> None:
+        self._on_problem = on_problem
+        self.count = 0
+
+    def report(self, problem: ReadProblem) -> None:
+        self.count += 1
+        self._on_problem(problem)
+
+
+def _loads(text: bytes, origin: Origin, on_problem: ProblemSink) -> Any:
+    """Decode one JSON value; invalid UTF-8 (which orjson refuses) is replaced by U+FFFD and reported, so that
+    a stray byte cannot hide an event."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            value = orjson.loads(text.decode("utf-8", "replace"))
+            on_problem(ReadProblem(origin, "invalid UTF-8 bytes replaced by U+FFFD"))
+            return value
+        raise
 
 
 def _skip_rest_of_line(stream: IO[bytes], head: bytes) -> None:
@@ -97,7 +137,7 @@ def _records(value: Any, display: str, line: int, on_problem: ProblemSink) -> It
             )
 
 
-def _shape(document: dict[str, Any]) -> Any:
+def _shape(document: dict[str, Any]) -> RecordShape:
     event = document.get("Event")
     if isinstance(event, dict) and "System" in event:
         return "windows_event"

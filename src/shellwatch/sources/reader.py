@@ -14,6 +14,7 @@ come after the file's other records).
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import re
 import sys
@@ -114,20 +115,26 @@ def _read_evtx(
 def _read_zip(
     stream: IO[bytes], display: str, file_path: str | None, on_problem: ProblemSink, nesting: int
 ) -> Iterator[RawRecord]:
-    copy = None if file_path is not None else spool(stream)
-    try:
-        for name, archive, member in zip_members(file_path if file_path is not None else copy):  # type: ignore[arg-type]
-            member_display = f"{display}!{name}"
-            try:
-                opened = archive.open(member)
-            except Exception as error:  # encrypted, unsupported compression: this member only
-                on_problem(ReadProblem(Origin(member_display), f"cannot open archive member: {error}"))
-                continue
-            with opened:
-                yield from _read_stream(opened, member_display, None, on_problem, nesting + 1)
-    finally:
-        if copy is not None:
-            copy.close()
+    if file_path is not None:
+        yield from _read_zip_members(file_path, display, on_problem, nesting)
+        return
+    # zip's index is at its end: a one-way stream is copied to a seekable file first.
+    with spool(stream) as copy:
+        yield from _read_zip_members(copy, display, on_problem, nesting)
+
+
+def _read_zip_members(
+    archive_file: str | IO[bytes], display: str, on_problem: ProblemSink, nesting: int
+) -> Iterator[RawRecord]:
+    for name, archive, member in zip_members(archive_file):
+        member_display = f"{display}!{name}"
+        try:
+            opened = archive.open(member)
+        except Exception as error:  # encrypted, unsupported compression: this member only
+            on_problem(ReadProblem(Origin(member_display), f"cannot open archive member: {error}"))
+            continue
+        with opened:
+            yield from _read_stream(opened, member_display, None, on_problem, nesting + 1)
 
 
 def _xml_text(stream: IO[bytes], sniffed: Sniffed, head: bytes) -> IO[bytes]:
@@ -141,8 +148,6 @@ def _xml_text(stream: IO[bytes], sniffed: Sniffed, head: bytes) -> IO[bytes]:
 
 
 def _known_codec(name: str, default: str) -> str:
-    import codecs
-
     try:
         codec = codecs.lookup(name).name
     except LookupError:

@@ -48,11 +48,19 @@ def peek(stream: IO[bytes], size: int = PEEK_SIZE) -> tuple[bytes, IO[bytes]]:
     A seekable stream is rewound; a one-way stream (stdin, a decompressor) is wrapped so the bytes are served
     again.
     """
+    seekable = _is_seekable(stream)
     head = _read_up_to(stream, size)
-    if stream.seekable():
+    if seekable:
         stream.seek(0)
         return head, stream
     return head, io.BufferedReader(_PrefixedRaw(head, stream), buffer_size=_READ_BLOCK)
+
+
+def _is_seekable(stream: IO[bytes]) -> bool:
+    try:
+        return stream.seekable()
+    except (AttributeError, OSError):
+        return False  # a tar member over a one-way stream asks a stream that does not know
 
 
 def _read_up_to(stream: IO[bytes], size: int) -> bytes:
