@@ -17,7 +17,7 @@ from typing import Any
 from shellwatch.alerts.document import build_alert, rule_fields
 from shellwatch.engine.ruleset import RuleSet
 from shellwatch.normalize.dispatch import normalize_with_family
-from shellwatch.sources.reader import read_paths
+from shellwatch.sources.reader import Input, list_inputs, read_input
 from shellwatch.sources.record import ReadProblem
 
 
@@ -25,11 +25,17 @@ from shellwatch.sources.record import ReadProblem
 class HuntStats:
     """What a hunt read and found."""
 
-    files: set[str] = field(default_factory=set)
+    inputs: int = 0
+    """Files (and stdin) named by the paths."""
+    input_bytes: int = 0
+    inputs_done: int = 0
+    bytes_done: int = 0
     records: int = 0
     events_in_window: int = 0
     by_source: Counter[str] = field(default_factory=Counter)
     alerts: int = 0
+    duplicates: int = 0
+    """Matches skipped because an alert with the same id was already made (the same event read twice)."""
     alerts_by_rule: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(rule name, severity) -> alerts."""
     problems: list[ReadProblem] = field(default_factory=list)
@@ -77,17 +83,19 @@ def hunt(
     end: datetime | None = None,
     stats: HuntStats | None = None,
     on_problem: Callable[[ReadProblem], None] | None = None,
-    on_record: Callable[[HuntStats], None] | None = None,
+    on_progress: Callable[[HuntStats], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Read ``paths`` and yield one alert per (rule, matching event), in input order then rule order.
 
+    As in Kibana, an alert id is made once: the same event read twice (two exports of one log) gives one alert.
     ``start``/``end`` keep only events whose @timestamp lies in [start, end); events without a readable timestamp
-    are kept. ``on_record`` is called every 1,000 records (progress display).
+    are kept. ``on_progress`` is called after each input and every 4,096 records.
     """
     stats = stats if stats is not None else HuntStats()
     detected_at = datetime.now(UTC)
     fields_by_rule = {c.rule.rule_id: rule_fields(c.rule) for c in rules.compiled}
     window = start is not None or end is not None
+    made: set[str] = set()
 
     def problem(p: ReadProblem) -> None:
         stats.problems.append(p)
@@ -95,31 +103,45 @@ def hunt(
             on_problem(p)
 
     began = time.perf_counter()
+    inputs: list[Input] = list_inputs(paths, on_problem=problem)
+    stats.inputs = len(inputs)
+    stats.input_bytes = sum(item.size or 0 for item in inputs)
     try:
-        for record in read_paths(paths, on_problem=problem):
-            stats.records += 1
-            stats.files.add(record.origin.path)
-            if on_record is not None and stats.records % 1000 == 0:
+        for item in inputs:
+            for record in read_input(item, problem):
+                stats.records += 1
+                if on_progress is not None and not stats.records & 4095:
+                    stats.seconds = time.perf_counter() - began
+                    on_progress(stats)
+                family, event = normalize_with_family(record)
+                stats.by_source[family] += 1
+                if window:
+                    moment = _event_time(event)
+                    if moment is not None and (
+                        (start is not None and moment < start) or (end is not None and moment >= end)
+                    ):
+                        continue
+                stats.events_in_window += 1
+                for rule in rules.matching(event):
+                    alert = build_alert(
+                        rule,
+                        event,
+                        origin=record.origin,
+                        detected_at=detected_at,
+                        rule_fields_cache=fields_by_rule[rule.rule_id],
+                    )
+                    alert_id = alert["kibana.alert.uuid"]
+                    if alert_id in made:
+                        stats.duplicates += 1
+                        continue
+                    made.add(alert_id)
+                    stats.alerts += 1
+                    stats.alerts_by_rule[(rule.name, rule.severity)] += 1
+                    yield alert
+            stats.inputs_done += 1
+            stats.bytes_done += item.size or 0
+            if on_progress is not None:
                 stats.seconds = time.perf_counter() - began
-                on_record(stats)
-            family, event = normalize_with_family(record)
-            stats.by_source[family] += 1
-            if window:
-                moment = _event_time(event)
-                if moment is not None and (
-                    (start is not None and moment < start) or (end is not None and moment >= end)
-                ):
-                    continue
-            stats.events_in_window += 1
-            for rule in rules.matching(event):
-                stats.alerts += 1
-                stats.alerts_by_rule[(rule.name, rule.severity)] += 1
-                yield build_alert(
-                    rule,
-                    event,
-                    origin=record.origin,
-                    detected_at=detected_at,
-                    rule_fields_cache=fields_by_rule[rule.rule_id],
-                )
+                on_progress(stats)
     finally:
         stats.seconds = time.perf_counter() - began

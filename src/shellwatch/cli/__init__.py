@@ -13,6 +13,7 @@ from shellwatch.cli.lazy_group import LazyGroup
 COMMANDS: dict[str, str] = {
     "rules": "shellwatch.cli.rules:rules",
     "eval": "shellwatch.cli.evaluate:eval_command",
+    "hunt": "shellwatch.cli.hunt:hunt_command",
 }
 """Command name -> ``"module:attribute"`` of its click command."""
 

@@ -29,6 +29,13 @@ def _cell(value: str, limit: int | None = None) -> Text:
     return Text(text)
 
 
+def _short_time(value: str) -> str:
+    """``2024-03-14T09:12:01.113Z`` shown as ``2024-03-14 09:12:01``; anything else as it is."""
+    if len(value) >= 19 and value[10] == "T":
+        return f"{value[:10]} {value[11:19]}"
+    return value
+
+
 class AlertTable:
     """Collects the display columns of alerts and prints them as a rich table."""
 
@@ -45,12 +52,18 @@ class AlertTable:
             console.print(Text("No alerts."))
             return
         table = Table(title=f"{len(self.rows)} alert{'s' if len(self.rows) != 1 else ''}", show_lines=False)
-        for header in ("time", "host", "severity", "rule", "parent -> process", "user", "command line"):
-            table.add_column(header, overflow="fold")
+        # Short columns never wrap (an ellipsis marks a cut); the command line takes the remaining width.
+        table.add_column("time (UTC)", no_wrap=True)
+        table.add_column("host", no_wrap=True, overflow="ellipsis", max_width=24)
+        table.add_column("severity", no_wrap=True)
+        table.add_column("rule", overflow="ellipsis", no_wrap=True, max_width=32)
+        table.add_column("parent -> process", overflow="fold", max_width=36)
+        table.add_column("user", overflow="fold", max_width=28)
+        table.add_column("command line", overflow="fold", ratio=1, min_width=24)
         for row in self.rows:
             severity = row["severity"]
             table.add_row(
-                _cell(row["time"]),
+                _cell(_short_time(row["time"])),
                 _cell(row["host"]),
                 Text(escape_controls(severity), style=_SEVERITY_STYLE.get(severity, "")),
                 _cell(row["rule"]),
