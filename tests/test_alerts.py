@@ -62,12 +62,19 @@ def test_reason_matches_kibana_wording() -> None:
     """Kibana's buildReasonMessageUtil (security_solution reason_formatters.ts): category, 'with', process,
     parent process, user, host, then 'created <severity> alert <name>.'"""
     reason = alert_reason(EVENT, severity="high", rule_name="R")
-    assert reason == "process event with process cmd.exe, parent process w3wp.exe, by DefaultAppPool on WEB01 created high alert R."
+    assert (
+        reason
+        == "process event with process cmd.exe, parent process w3wp.exe, by DefaultAppPool on WEB01"
+        " created high alert R."
+    )
 
 
 def test_reason_leaves_out_missing_fields_and_with() -> None:
     """With no field of interest Kibana drops the word 'with'; '-' counts as missing."""
-    assert alert_reason({"user.name": "-", "host.name": "h"}, severity="low", rule_name="R") == "event on h created low alert R."
+    assert (
+        alert_reason({"user.name": "-", "host.name": "h"}, severity="low", rule_name="R")
+        == "event on h created low alert R."
+    )
 
 
 def test_reason_joins_multi_valued_fields() -> None:

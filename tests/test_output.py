@@ -22,7 +22,7 @@ ALERT = {
     "kibana.alert.rule.name": "R [link=http://x]y[/link]",
     "kibana.alert.uuid": "abc",
     "host": {"name": "WEB01"},
-    "user": {"name": "=HYPERLINK(\"http://x\")", "domain": None},
+    "user": {"name": '=HYPERLINK("http://x")', "domain": None},
     "process": {"name": "cmd.exe", "command_line": HOSTILE, "parent": {"name": "w3wp.exe"}},
 }
 

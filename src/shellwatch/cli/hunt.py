@@ -36,7 +36,7 @@ MAX_LISTED_PROBLEMS = 20
 """Problems named one by one on stderr while hunting; the rest are counted in the summary."""
 
 
-class _TimeBound(click.ParamType):
+class _TimeBound(click.ParamType):  # type: ignore[type-arg]
     name = "TIME"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
@@ -58,7 +58,9 @@ class _Progress:
             self.bar = Progress(
                 TextColumn("hunting"),
                 BarColumn(),
-                TextColumn("{task.fields[files]} files, {task.fields[records]:,} records, {task.fields[alerts]} alerts"),
+                TextColumn(
+                    "{task.fields[files]} files, {task.fields[records]:,} records, {task.fields[alerts]} alerts"
+                ),
                 TimeElapsedColumn(),
                 console=make_console(stderr=True),
                 transient=True,
@@ -187,7 +189,9 @@ def hunt_command(
             progress.stop()
             out = make_console()
             if output is not None:
-                out = Console(file=_open_output(stack, output, binary=False), markup=False, emoji=False, highlight=False)
+                out = Console(
+                    file=_open_output(stack, output, binary=False), markup=False, emoji=False, highlight=False
+                )
             table.print(out)
             print_rule_summary(out, stats.alerts_by_rule)
 

@@ -430,10 +430,7 @@ class _Generator:
             self.lowered.add(slot)
         x = f"l{slot}" if insensitive else v
         slow = self.const(raw_field_test(node))
-        if isinstance(node, Equals):
-            failed = f"{x} not in {test_const}"
-        else:
-            failed = f"not ({self.wildcard_tests(matcher, x)})"
+        failed = f"{x} not in {test_const}" if isinstance(node, Equals) else f"not ({self.wildcard_tests(matcher, x)})"
         self.flush_reads(lines, indent)
         lines.append(f"{indent}if {v}.__class__ is str:")
         if lower_now:

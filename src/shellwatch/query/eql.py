@@ -160,10 +160,7 @@ class _MarkingWalker(LarkToEQL):  # type: ignore[misc]  # the eql package is unt
 
     def function_call(self, node: Any, prev_node: Any = None, prev_arg: Any = None) -> Any:
         info = super().function_call(node, prev_node, prev_arg)
-        if node.data == "method":
-            name_text = str(node["method_name"]["METHOD_START"])
-        else:
-            name_text = str(node.children[0])
+        name_text = str(node["method_name"]["METHOD_START"]) if node.data == "method" else str(node.children[0])
         operator = "call~" if name_text.endswith("~") else "call"
         self.marks.put(info.node, _Mark(operator, _position(node)))
         return info

@@ -76,9 +76,7 @@ class Threat:
         return {
             "framework": self.framework,
             "tactic": _entry(self.tactic),
-            "technique": [
-                {**_entry(t), "subtechnique": [_entry(s) for s in t.subtechniques]} for t in self.techniques
-            ],
+            "technique": [{**_entry(t), "subtechnique": [_entry(s) for s in t.subtechniques]} for t in self.techniques],
         }
 
 
