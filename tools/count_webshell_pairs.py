@@ -12,7 +12,8 @@ are a check on shellwatch's readers, normalizers and engine together:
   ping, whoami}.exe, case-insensitive.
 
 Process starts are Sysmon event 1 and Security event 4688. An event seen in several files (same computer, channel
-and record id) counts once, as it yields one alert id.
+and record id) counts once, as it yields one alert id; an event without a record id (some OTRF exports carry no
+RecordNumber) is identified by where it was read (file, member, line), so such events never merge.
 
 Usage: python tools/count_webshell_pairs.py PATH... (files or folders) -- prints JSON counts.
 """
@@ -103,33 +104,33 @@ def _evtx_records(path: Path) -> Iterator[dict[str, Any]]:
             return
         except Exception:  # a damaged record: the parser moves on to the next one
             continue
-        yield json.loads(record["data"])
+        if record is not None:  # the stubs allow None; the parser ends with StopIteration
+            yield json.loads(record["data"])
 
 
-def _otrf_records(path: Path) -> Iterator[tuple[str, str, str, str, str]]:
-    """(computer, channel, record id, event id, provider) + fields of OTRF flat JSON lines in a .zip."""
+def _otrf_records(path: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(member name, 1-based line, record) of the OTRF flat JSON lines in a .zip."""
     with zipfile.ZipFile(path) as archive:
         for name in archive.namelist():
             if not name.endswith(".json"):
                 continue
-            for line in archive.read(name).splitlines():
+            for number, line in enumerate(archive.read(name).splitlines(), 1):
                 try:
-                    yield json.loads(line)
+                    record = json.loads(line)
                 except ValueError:
                     continue
+                if isinstance(record, dict):
+                    yield name, number, record
 
 
 def count(paths: list[str]) -> dict[str, Any]:
     """Counts of process starts and of each rule's expected alerts over the files under ``paths``."""
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, ...]] = set()
     eql: list[str] = []
     sigma: list[str] = []
     starts = 0
     files = sorted(
-        p
-        for root in paths
-        for p in (Path(root).rglob("*") if Path(root).is_dir() else [Path(root)])
-        if p.is_file()
+        p for root in paths for p in (Path(root).rglob("*") if Path(root).is_dir() else [Path(root)]) if p.is_file()
     )
     for path in files:
         if path.suffix.lower() == ".evtx":
@@ -151,7 +152,7 @@ def count(paths: list[str]) -> dict[str, Any]:
                 if sigma_fires(found[0], found[1]):
                     sigma.append(f"{path.name} {key[2]}")
         elif path.suffix.lower() == ".zip" and "otrf" in str(path):
-            for flat in _otrf_records(path):
+            for member, line_number, flat in _otrf_records(path):
                 event_id = str(flat.get("EventID", ""))
                 source = str(flat.get("SourceName", ""))
                 if (event_id, source) == ("1", "Microsoft-Windows-Sysmon"):
@@ -164,20 +165,22 @@ def count(paths: list[str]) -> dict[str, Any]:
                     )
                 else:
                     continue
-                key = (
-                    str(flat.get("Hostname", "")),
-                    str(flat.get("Channel", "")),
-                    str(flat.get("RecordNumber", "")),
-                )
-                if key in seen:
+                record_number = flat.get("RecordNumber")
+                if record_number in (None, ""):
+                    identity: tuple[str, ...] = (str(path), member, str(line_number))
+                    label = f"{path.name}!{member}:{line_number}"
+                else:
+                    identity = (str(flat.get("Hostname", "")), str(flat.get("Channel", "")), str(record_number))
+                    label = f"{path.name} {record_number}"
+                if identity in seen:
                     continue
-                seen.add(key)
+                seen.add(identity)
                 starts += 1
                 found = (str(child or ""), str(parent or ""), str(line or ""))
                 if eql_fires(*found):
-                    eql.append(f"{path.name} {key[2]}")
+                    eql.append(label)
                 if sigma_fires(found[0], found[1]):
-                    sigma.append(f"{path.name} {key[2]}")
+                    sigma.append(label)
     return {
         "process_starts": starts,
         "eql": len(eql),

@@ -86,9 +86,7 @@ def collect(root: Path) -> tuple[dict[str, str], dict[str, tuple[str, ...]]]:
                     tactics[technique["id"]].add(tactic)
                 for sub in technique.get("subtechnique", []):
                     names[sub["id"]][sub["name"]] += 1
-    best = {
-        tid: min(counter.items(), key=lambda item: (-item[1], item[0]))[0] for tid, counter in names.items()
-    }
+    best = {tid: min(counter.items(), key=lambda item: (-item[1], item[0]))[0] for tid, counter in names.items()}
     order = [short for _, _, short in TACTICS]
     return best, {tid: tuple(sorted(found, key=order.index)) for tid, found in tactics.items()}
 

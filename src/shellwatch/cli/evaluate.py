@@ -98,9 +98,7 @@ def _process_pair(event: Mapping[str, Any]) -> str:
     return f"{safe_text(parent) or '?'} -> {safe_text(child) or '?'}"
 
 
-def _select_rules(
-    rule_paths: Sequence[Path], eql_query: str | None, sigma_paths: Sequence[Path]
-) -> list[Rule]:
+def _select_rules(rule_paths: Sequence[Path], eql_query: str | None, sigma_paths: Sequence[Path]) -> list[Rule]:
     chosen = sum((bool(rule_paths), eql_query is not None, bool(sigma_paths)))
     if chosen != 1:
         raise click.UsageError("give exactly one of --rules, --eql or --sigma")

@@ -96,9 +96,7 @@ def show_rule(rule_ref: str, rule_paths: Sequence[Path], markdown: bool) -> None
         raise click.ClickException(f"no rule matches {safe_text(rule_ref)!r}")
     if len(found) > 1:
         names = "\n".join(f"  {safe_text(rule.rule_id)}  {safe_text(rule.name)}" for rule in found)
-        raise click.ClickException(
-            f"{len(found)} rules match {safe_text(rule_ref)!r}; give more of the id:\n{names}"
-        )
+        raise click.ClickException(f"{len(found)} rules match {safe_text(rule_ref)!r}; give more of the id:\n{names}")
     rule = found[0]
     console = make_console()
     console.print(Text(safe_text(rule.name), style="bold"))

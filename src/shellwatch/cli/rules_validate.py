@@ -116,9 +116,7 @@ def validate_paths(paths: Sequence[Path], jobs: int, progress: bool) -> Iterator
         yield from _with_progress(map(validate_file, files), len(files), progress)
 
 
-def _with_progress(
-    batches: Iterator[list[ValidationRecord]], total: int, progress: bool
-) -> Iterator[ValidationRecord]:
+def _with_progress(batches: Iterator[list[ValidationRecord]], total: int, progress: bool) -> Iterator[ValidationRecord]:
     if not progress:
         for batch in batches:
             yield from batch

@@ -145,9 +145,7 @@ def _data_name(item: Any) -> str | None:
     return None
 
 
-def event_data_strings(
-    section: Mapping[str, Any], event: Event | None = None, prefix: str = ""
-) -> dict[str, str]:
+def event_data_strings(section: Mapping[str, Any], event: Event | None = None, prefix: str = "") -> dict[str, str]:
     """An EventData section by field name, values as strings; unnamed values become ``param1``, ``param2``...
     numbered by position as Winlogbeat numbers them, empty values left out. With ``event``, each field is also
     written there under ``prefix`` (one pass for both)."""
@@ -208,50 +206,212 @@ def _event_id(value: Any) -> str | None:
     return str(number) if number is not None else None
 
 
-def normalize_windows_event(document: Mapping[str, Any]) -> tuple[str, Event]:
-    """A raw Windows event ``{"Event": {"System": ..., "EventData": ...}}`` -> (source family, ECS event)."""
+def event_parts(
+    document: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], Mapping[str, Any], str | None, str | None, str | None]:
+    """The parts of a raw Windows event everything else hangs on: its root element, ``System``, the provider's
+    attributes, and the provider name, channel and event id as the normalizer reads them (each ``None`` when
+    absent or unusable)."""
     root = document.get("Event", document)
     if not isinstance(root, dict):
         root = {}
     system = root.get("System")
     if not isinstance(system, dict):
         system = {}
-
     provider_attributes = _attributes(system.get("Provider"))
     provider = provider_attributes.get("Name") or provider_attributes.get("EventSourceName")
     provider = provider if isinstance(provider, str) else None
     channel = system.get("Channel")
     channel = channel if isinstance(channel, str) and channel else None
-    code = _event_id(system.get("EventID"))
+    return root, system, provider_attributes, provider, channel, _event_id(system.get("EventID"))
+
+
+def identity_fields(provider: str | None, channel: str | None, code: str | None) -> dict[str, Any]:
+    """The fields :func:`normalize_windows_event` derives from the provider, channel and event id alone, with
+    ``None`` for those it leaves unset; no later step (provider mappers included) writes them again."""
+    return {
+        "event.kind": "event",
+        "event.code": code,
+        "winlog.event_id": code,
+        "event.provider": provider or None,
+        "winlog.provider_name": provider or None,
+        "winlog.channel": channel,
+        "host.os.type": os_type_for(provider),
+    }
+
+
+SYSTEM_FIELDS: Final = frozenset(
+    (
+        "@timestamp",
+        "event.kind",
+        "event.code",
+        "winlog.event_id",
+        "event.provider",
+        "winlog.provider_name",
+        "winlog.provider_guid",
+        "winlog.channel",
+        "host.name",
+        "winlog.computer_name",
+        "host.os.type",
+        "winlog.record_id",
+        "winlog.version",
+        "log.level",
+        "winlog.opcode",
+        "winlog.task",
+        "winlog.keywords",
+        "event.outcome",
+        "winlog.process.pid",
+        "winlog.process.thread.id",
+        "winlog.user.identifier",
+        "winlog.activity_id",
+        "winlog.related_activity_id",
+    )
+)
+"""Every field :func:`normalize_windows_event` can write besides ``winlog.event_data.*`` and
+``winlog.user_data.*`` before the provider's mapper runs: an event no mapper maps has no other field."""
+
+DATA_PREFIXES: Final = (_EVENT_DATA, _USER_DATA)
+
+# System values repeat from event to event (a log has a handful of providers, levels and keyword masks):
+# what they give is computed once per distinct combination. Bounded: crafted logs can vary them at will.
+_CACHE_LIMIT = 4096
+_HEADS: dict[tuple[Any, ...], tuple[tuple[str, Any], ...]] = {}
+_NUMBERS: dict[tuple[Any, ...], tuple[tuple[tuple[str, Any], ...], tuple[str, ...], str | None]] = {}
+
+
+def _head(
+    provider: str | None, channel: str | None, code: str | None, guid: Any, computer: Any
+) -> tuple[tuple[str, Any], ...]:
+    # Types belong to the key: 1, 1.0 and True are equal keys but not equal values here.
+    key = (provider, channel, code, guid, computer, type(guid), type(computer))
+    try:
+        cached = _HEADS.get(key)
+    except TypeError:  # an unhashable value where a scalar belongs
+        cached = None
+        key = ()
+    if cached is not None:
+        return cached
+    items: list[tuple[str, Any]] = [("event.kind", "event")]
+    if code is not None:
+        items += [("event.code", code), ("winlog.event_id", code)]
+    if provider:
+        items += [("event.provider", provider), ("winlog.provider_name", provider)]
+    braced = braced_guid(guid)
+    if braced is not None:
+        items.append(("winlog.provider_guid", braced))
+    if channel is not None:
+        items.append(("winlog.channel", channel))
+    if isinstance(computer, str) and computer:
+        items += [("host.name", computer), ("winlog.computer_name", computer)]
+    items.append(("host.os.type", os_type_for(provider)))
+    head = tuple(items)
+    if key:
+        if len(_HEADS) >= _CACHE_LIMIT:
+            _HEADS.clear()
+        _HEADS[key] = head
+    return head
+
+
+def _numbers(
+    version: Any, level: Any, opcode: Any, task: Any, keywords: Any
+) -> tuple[tuple[tuple[str, Any], ...], tuple[str, ...], str | None]:
+    """The System numbers after the record id and before the execution ids: version, level, opcode and task
+    fields; the keyword names; the outcome."""
+    key = (version, level, opcode, task, keywords, type(version), type(level), type(opcode), type(task), type(keywords))
+    try:
+        cached = _NUMBERS.get(key)
+    except TypeError:
+        cached = None
+        key = ()
+    if cached is not None:
+        return cached
+    items: list[tuple[str, Any]] = []
+    # Winlogbeat adds these only when non-zero (AddOptional).
+    version_number = as_int(version)
+    if version_number:
+        items.append(("winlog.version", version_number))
+    level_number = as_int(level)
+    if level_number is not None:
+        name = level_name(level_number)
+        if name is not None:
+            items.append(("log.level", name))
+    opcode_number = as_int(opcode)
+    if opcode_number is not None:
+        opcode_text = opcode_name(opcode_number)
+        if opcode_text is not None:
+            items.append(("winlog.opcode", opcode_text))
+    if as_int(task) == 0:
+        items.append(("winlog.task", "None"))
+    names: tuple[str, ...] = ()
+    outcome = None
+    mask = as_int(keywords)
+    if mask:
+        names = tuple(keyword_names(mask))
+        outcome = outcome_of(mask)
+    numbers = (tuple(items), names, outcome)
+    if key:
+        if len(_NUMBERS) >= _CACHE_LIMIT:
+            _NUMBERS.clear()
+        _NUMBERS[key] = numbers
+    return numbers
+
+
+def _named_strings(section: Mapping[str, Any]) -> dict[str, str]:
+    """:func:`event_data_strings` of a section without unnamed ``Data`` and ``#attributes``: every key is a
+    field name, so positions do not matter."""
+    out: dict[str, str] = {}
+    for key, value in section.items():
+        # Most values are non-empty strings without line breaks: taken as they are.
+        if type(value) is str and value and value[-1] != "\n" and "\r" not in value:
+            out[key] = value
+        else:
+            text = text_value(value)
+            if text is not None:
+                out[key] = text
+    return out
+
+
+def normalize_windows_event(document: Mapping[str, Any]) -> tuple[str, Event]:
+    """A raw Windows event ``{"Event": {"System": ..., "EventData": ...}}`` -> (source family, ECS event)."""
+    root, system, provider_attributes, provider, channel, code = event_parts(document)
+    get = system.get
 
     event: Event = {}
-    timestamp = iso_utc(_attributes(system.get("TimeCreated")).get("SystemTime"))
+    timestamp = iso_utc(_attributes(get("TimeCreated")).get("SystemTime"))
     if timestamp is not None:
         event["@timestamp"] = timestamp
-    event["event.kind"] = "event"
-    if code is not None:
-        event["event.code"] = code
-        event["winlog.event_id"] = code
-    if provider:
-        event["event.provider"] = provider
-        event["winlog.provider_name"] = provider
-    guid = braced_guid(provider_attributes.get("Guid"))
-    if guid is not None:
-        event["winlog.provider_guid"] = guid
-    if channel is not None:
-        event["winlog.channel"] = channel
-    computer = system.get("Computer")
-    if isinstance(computer, str) and computer:
-        event["host.name"] = computer
-        event["winlog.computer_name"] = computer
-    event["host.os.type"] = os_type_for(provider)
-    _add_system_numbers(event, system)
+    event.update(_head(provider, channel, code, provider_attributes.get("Guid"), get("Computer")))
+
+    record_id = as_int(get("EventRecordID"))
+    if record_id:
+        # winlog.record_id is a keyword: the pipelines convert it to a string.
+        event["winlog.record_id"] = str(record_id)
+    items, keyword_list, outcome = _numbers(get("Version"), get("Level"), get("Opcode"), get("Task"), get("Keywords"))
+    if items:
+        event.update(items)
+    if keyword_list:
+        event["winlog.keywords"] = list(keyword_list)
+    if outcome is not None:
+        event["event.outcome"] = outcome
+    execution = _attributes(get("Execution"))
+    if execution:
+        pid = as_int(execution.get("ProcessID"))
+        if pid:
+            event["winlog.process.pid"] = pid
+        thread = as_int(execution.get("ThreadID"))
+        if thread:
+            event["winlog.process.thread.id"] = thread
     _add_system_identities(event, system)
 
     data: dict[str, str] = {}
     event_data = root.get("EventData")
     if isinstance(event_data, dict):
-        data = event_data_strings(event_data, event, _EVENT_DATA)
+        if "Data" in event_data or "#attributes" in event_data:
+            data = event_data_strings(event_data, event, _EVENT_DATA)
+        else:
+            data = _named_strings(event_data)
+            # The event holds no event data field yet: the same keys, values and order as writing each.
+            event.update({_EVENT_DATA + key: text for key, text in data.items()})
     user_data = root.get("UserData")
     if isinstance(user_data, dict):
         xml_name, user_fields = user_data_strings(user_data)
@@ -268,52 +428,17 @@ def normalize_windows_event(document: Mapping[str, Any]) -> tuple[str, Event]:
     return family, event
 
 
-def _add_system_numbers(event: Event, system: Mapping[str, Any]) -> None:
-    # Winlogbeat adds these only when non-zero (AddOptional).
-    record_id = as_int(system.get("EventRecordID"))
-    if record_id:
-        # winlog.record_id is a keyword: the pipelines convert it to a string.
-        event["winlog.record_id"] = str(record_id)
-    version = as_int(system.get("Version"))
-    if version:
-        event["winlog.version"] = version
-    level = as_int(system.get("Level"))
-    if level is not None:
-        name = level_name(level)
-        if name is not None:
-            event["log.level"] = name
-    opcode = as_int(system.get("Opcode"))
-    if opcode is not None:
-        opcode_text = opcode_name(opcode)
-        if opcode_text is not None:
-            event["winlog.opcode"] = opcode_text
-    if as_int(system.get("Task")) == 0:
-        event["winlog.task"] = "None"
-    keywords = as_int(system.get("Keywords"))
-    if keywords:
-        names = keyword_names(keywords)
-        if names:
-            event["winlog.keywords"] = names
-        outcome = outcome_of(keywords)
-        if outcome is not None:
-            event["event.outcome"] = outcome
-    execution = _attributes(system.get("Execution"))
-    pid = as_int(execution.get("ProcessID"))
-    if pid:
-        event["winlog.process.pid"] = pid
-    thread = as_int(execution.get("ThreadID"))
-    if thread:
-        event["winlog.process.thread.id"] = thread
-
-
 def _add_system_identities(event: Event, system: Mapping[str, Any]) -> None:
     user = _attributes(system.get("Security")).get("UserID")
     if isinstance(user, str) and user:
         event["winlog.user.identifier"] = user
-    correlation = _attributes(system.get("Correlation"))
-    activity = braced_guid(correlation.get("ActivityID"))
+    correlation = system.get("Correlation")
+    if correlation is None:
+        return
+    attributes = _attributes(correlation)
+    activity = braced_guid(attributes.get("ActivityID"))
     if activity is not None:
         event["winlog.activity_id"] = activity
-    related = braced_guid(correlation.get("RelatedActivityID"))
+    related = braced_guid(attributes.get("RelatedActivityID"))
     if related is not None:
         event["winlog.related_activity_id"] = related

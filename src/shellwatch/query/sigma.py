@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TypeVar
 
 from sigma.conditions import (
     ConditionAND,
@@ -41,7 +40,8 @@ from sigma.conditions import (
     ConditionValueExpression,
 )
 from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError
+from sigma.exceptions import SigmaError, SigmaValueError
+from sigma.modifiers import SigmaValueModifier, modifier_mapping, reverse_modifier_mapping
 from sigma.rule import SigmaLogSource, SigmaRule
 from sigma.rule.detection import EmptySigmaDetections
 from sigma.types import (
@@ -60,6 +60,7 @@ from sigma.types import (
     SigmaRegularExpression,
     SigmaRegularExpressionFlag,
     SigmaString,
+    SigmaStringPartType,
     SigmaTimestampPart,
     SigmaType,
     SpecialChars,
@@ -101,9 +102,7 @@ from shellwatch.query.sigma_fields import (
 Placeholders = Mapping[str, Sequence[str]]
 """Values of ``|expand`` placeholders, by placeholder name (without the ``%``)."""
 
-__all__ = ["Placeholders", "logsource_support", "sigma_rule_to_ir"]
-
-_T = TypeVar("_T")
+__all__ = ["Placeholders", "logsource_support", "register_encoding_modifiers", "sigma_rule_to_ir"]
 
 
 def sigma_rule_to_ir(rule: SigmaRule, placeholders: Placeholders | None = None) -> Node:
@@ -140,15 +139,93 @@ def logsource_support(rule: SigmaRule) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# The specification's character-set modifiers, registered with pySigma.
+
+
+class EncodedSigmaString(SigmaString):
+    """A Sigma string encoded to bytes by a character-set modifier, each byte held as one character (Latin-1).
+
+    pySigma's ``base64`` and ``base64offset`` modifiers read ``bytes(value)`` and ``len(value)``; with one character
+    per byte both are the encoded bytes, whatever the text was.
+    """
+
+    def __bytes__(self) -> bytes:
+        return "".join(part for part in self.s if isinstance(part, str)).encode("latin-1")
+
+
+class _EncodingModifier(SigmaValueModifier[SigmaString, SigmaString]):
+    codec: str = ""
+    prefix: bytes = b""
+
+    def modify(self, val: SigmaString) -> SigmaString:
+        parts: list[SigmaStringPartType] = [self.prefix.decode("latin-1")] if self.prefix else []
+        for part in val.s:
+            if isinstance(part, str):
+                try:
+                    parts.append(part.encode(self.codec).decode("latin-1"))
+                except UnicodeEncodeError as error:
+                    raise SigmaValueError(f"cannot encode '{val}' as {self.codec}", source=self.source) from error
+            else:
+                parts.append(part)
+        encoded = EncodedSigmaString()
+        encoded.s = [part for part in parts if part != ""]
+        return encoded
+
+
+class Utf16LeModifier(_EncodingModifier):
+    """``utf16le`` and its alias ``wide``: ``cmd`` -> ``63 00 6d 00 64 00``."""
+
+    codec = "utf-16-le"
+
+
+class Utf16BeModifier(_EncodingModifier):
+    """``utf16be``: ``cmd`` -> ``00 63 00 6d 00 64``."""
+
+    codec = "utf-16-be"
+
+
+class Utf16BomModifier(_EncodingModifier):
+    """``utf16``: a byte order mark, then UTF-16LE: ``cmd`` -> ``FF FE 63 00 6d 00 64 00``."""
+
+    codec = "utf-16-le"
+    prefix = b"\xff\xfe"
+
+
+_ENCODING_MODIFIERS: Mapping[str, type[_EncodingModifier]] = {
+    "utf16le": Utf16LeModifier,
+    "wide": Utf16LeModifier,
+    "utf16be": Utf16BeModifier,
+    "utf16": Utf16BomModifier,
+}
+
+
+def register_encoding_modifiers() -> None:
+    """Make pySigma parse the specification's character-set modifiers as the specification defines them.
+
+    pySigma 1.5 has no ``utf16le`` (the specification's name, ``wide`` being its alias), encodes its output as
+    UTF-8 text (so its ``utf16`` writes the byte order mark as ``EF BB BF`` instead of ``FF FE``) and refuses
+    non-ASCII text. The modifiers registered here produce the encoded bytes themselves
+    (``specification/sigma-appendix-modifiers.md``, "Encoding"). Idempotent; runs when this module is imported,
+    so this module must be imported before rules are parsed.
+    """
+    for name, modifier in _ENCODING_MODIFIERS.items():
+        modifier_mapping[name] = modifier
+    reverse_modifier_mapping[Utf16LeModifier.__name__] = "wide"
+    reverse_modifier_mapping[Utf16BeModifier.__name__] = "utf16be"
+    reverse_modifier_mapping[Utf16BomModifier.__name__] = "utf16"
+
+
+register_encoding_modifiers()
+
+
+# ------------------------------------------------------------------------------------------------------------
 # pySigma errors and condition parsing.
 
 
 def _query_error(error: SigmaError) -> QueryError:
     message = str(error.args[0]) if error.args else type(error).__name__
     source = error.source
-    position = (
-        (source.line, (source.char or 0) + 1) if source is not None and source.line is not None else None
-    )
+    position = (source.line, (source.char or 0) + 1) if source is not None and source.line is not None else None
     return QueryError(message, position)
 
 
@@ -200,37 +277,35 @@ def _or(children: Iterable[Node]) -> Node:
             return TRUE
         else:
             flat.append(child)
-    merged: list[Node] = []
-    slots: dict[tuple[type, str, Case], int] = {}
+    # Merged tests keep the place of the first test of their group; values keep their order, without repeats.
+    order: list[Node | tuple[type, str, Case]] = []
+    groups: dict[tuple[type, str, Case], dict[tuple[type, Scalar], Scalar]] = {}
     for child in flat:
         if isinstance(child, Equals | Wildcard):
             key = (type(child), child.field, child.case)
-            if key in slots:
-                index = slots[key]
-                merged[index] = _merge(merged[index], child)
-                continue
-            slots[key] = len(merged)
-        merged.append(child)
+            if key not in groups:
+                groups[key] = {}
+                order.append(key)
+            values: tuple[Scalar, ...] = child.values if isinstance(child, Equals) else child.patterns
+            for value in values:
+                # ``1 == True`` in Python: the type is part of the key so a number and a boolean stay apart.
+                groups[key].setdefault((type(value), value), value)
+        else:
+            order.append(child)
+    merged: list[Node] = []
+    for item in order:
+        if isinstance(item, tuple):
+            kind, field, case = item
+            collected = tuple(groups[item].values())
+            if kind is Equals:
+                merged.append(Equals(field, collected, case))
+            else:
+                merged.append(Wildcard(field, tuple(str(pattern) for pattern in collected), case))
+        else:
+            merged.append(item)
     if len(merged) == 1:
         return merged[0]
     return Or(tuple(merged)) if merged else FALSE
-
-
-def _merge(first: Node, second: Equals | Wildcard) -> Node:
-    if isinstance(first, Equals) and isinstance(second, Equals):
-        return Equals(first.field, _unique(first.values + second.values), first.case)
-    if isinstance(first, Wildcard) and isinstance(second, Wildcard):
-        return Wildcard(first.field, _unique(first.patterns + second.patterns), first.case)
-    raise AssertionError("only tests of one kind are merged")
-
-
-def _unique(values: tuple[_T, ...]) -> tuple[_T, ...]:
-    seen: list[_T] = []
-    for value in values:
-        # ``1 == True`` in Python: keep a boolean and an integer apart.
-        if not any(value == kept and type(value) is type(kept) for kept in seen):
-            seen.append(value)
-    return tuple(seen)
 
 
 def _not(child: Node) -> Node:
@@ -322,9 +397,7 @@ class _Translator:
     ) -> list[ConditionItem | ConditionFieldEqualsValueExpression | ConditionValueExpression]:
         args = []
         for arg in node.args:
-            if not isinstance(
-                arg, ConditionItem | ConditionFieldEqualsValueExpression | ConditionValueExpression
-            ):
+            if not isinstance(arg, ConditionItem | ConditionFieldEqualsValueExpression | ConditionValueExpression):
                 raise QueryError(f"unexpected element in the condition tree: {type(arg).__name__}")
             args.append(arg)
         if not args:
@@ -423,9 +496,7 @@ class _Translator:
             case = Case.SENSITIVE if isinstance(value, SigmaCasedString) else Case.INSENSITIVE
             return _or(self._string_test(path, text, case) for text in self._expanded(value))
         if isinstance(value, SigmaTimestampPart):
-            raise UnsupportedQuery(
-                "timestamp part modifier", f"{value.timestamp_part.name.lower()} of {path}"
-            )
+            raise UnsupportedQuery("timestamp part modifier", f"{value.timestamp_part.name.lower()} of {path}")
         if isinstance(value, SigmaNumber):
             return Equals(path, _number_values(value.number), Case.INSENSITIVE)
         if isinstance(value, SigmaBool):
@@ -492,9 +563,7 @@ class _Translator:
             items = [_HASH_VALUE.fullmatch(item) for item in text.split(",")]
             if all(item is not None for item in items):
                 return _and(
-                    _hash_equals(target, item.group(1), item.group(2), False)
-                    for item in items
-                    if item is not None
+                    _hash_equals(target, item.group(1), item.group(2), False) for item in items if item is not None
                 )
             return FALSE
         trailing = bool(parts) and parts[-1] is SpecialChars.WILDCARD_MULTI

@@ -25,8 +25,8 @@ produced it (Sysmon, Security 4688, Elastic Defend...), instead of querying one 
   Defend's ``process.Ext.token.integrity_level_name``.
 * ``ParentProcessName`` (4688): the pipeline maps it to ``process.parent.name``, but 4688 writes a full path
   there and Elastic's Security pipeline puts it in ``process.parent.executable``.
-* ``Signature`` in ``image_load``: the pipeline keys it on category ``image_loaded``, which no Sigma rule
-  uses; the intended ``image_load`` is honoured.
+* ``Signature`` in ``image_load`` and ``driver_load``: the pipeline keys it on the categories ``image_loaded`` and
+  ``driver_loaded``, which no Sigma rule uses; the intended categories are honoured.
 * Fields Elastic's pipelines *copy* to ECS rather than move (``Company``, ``Description``, ``FileVersion``,
   ``Product``, ``Signature``, ``SignatureStatus``, ``Initiated``) are read from the ECS field and from the raw
   ``winlog.event_data`` field.
@@ -218,8 +218,8 @@ WINDOWS_FIELDS_BY_LOGSOURCE: Mapping[str, tuple[tuple[str, str, str], ...]] = {
     "TargetLogonId": (("service", "security", "winlog.logon.id"),),
 }
 """``ecs_windows_variable_mappings``: mappings that apply only under a log source category or service (they
-win over :data:`WINDOWS_FIELDS`, as the pipeline applies them first). ``image_loaded`` corrected to
-``image_load``."""
+win over :data:`WINDOWS_FIELDS`, as the pipeline applies them first). ``image_loaded`` and ``driver_loaded``
+corrected to ``image_load`` and ``driver_load``."""
 
 _RAW_PREFIX = "winlog.event_data."
 

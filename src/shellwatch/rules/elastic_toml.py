@@ -38,7 +38,5 @@ def load_elastic_toml(text: str, path: str) -> list[LoadOutcome]:
     metadata = document.get("metadata")
     maturity = metadata.get("maturity") if isinstance(metadata, Mapping) else None
     return [
-        outcome_from_kibana_fields(
-            rule, RuleSource(path=path), status=maturity if isinstance(maturity, str) else None
-        )
+        outcome_from_kibana_fields(rule, RuleSource(path=path), status=maturity if isinstance(maturity, str) else None)
     ]

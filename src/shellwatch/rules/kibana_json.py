@@ -71,9 +71,7 @@ def _is_skipped_object(document: Any) -> bool:
 
 def _rule_outcome(document: Any, path: str, index: int, line: int | None = None) -> LoadOutcome:
     if not isinstance(document, Mapping):
-        return LoadOutcome(
-            path=path, status="error", reason="a rule must be a JSON object", index=index, line=line
-        )
+        return LoadOutcome(path=path, status="error", reason="a rule must be a JSON object", index=index, line=line)
     return outcome_from_kibana_fields(document, RuleSource(path=path, index=index), line=line)
 
 

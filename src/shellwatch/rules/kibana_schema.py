@@ -9,11 +9,12 @@ machine_learning, threat_match) is reported as unsupported with its type and lan
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from shellwatch.query.errors import QueryError, UnsupportedQuery
-from shellwatch.query.ir import FALSE
+from shellwatch.query.ir import FALSE, And, Case, Equals, Node
 from shellwatch.rules.attack import technique_reference
 from shellwatch.rules.model import AttackEntry, Rule, RuleError, RuleSource, Technique, Threat
 from shellwatch.rules.outcome import LoadOutcome, Status
@@ -21,7 +22,8 @@ from shellwatch.rules.outcome import LoadOutcome, Status
 REQUIRED_FIELDS = ("rule_id", "name", "description", "type", "risk_score", "severity")
 """Fields every Kibana rule must have (Kibana's rule schema marks them required)."""
 
-_DEFAULT_CATEGORY_FIELD = "event.category"
+# The event category an EQL query opens with (``info where ...``), after any leading comments.
+_QUERY_CATEGORY = re.compile(r"(?:\s+|//[^\n]*(?:\n|$)|/\*.*?\*/)*([A-Za-z_][A-Za-z0-9_]*)\s+where\b", re.DOTALL)
 
 
 def outcome_from_kibana_fields(
@@ -74,8 +76,8 @@ def outcome_from_kibana_fields(
     if fields.get("filters"):
         return unsupported("filters (Kibana query DSL filters beside the EQL query)")
     category_field = fields.get("event_category_override")
-    if category_field not in (None, "", _DEFAULT_CATEGORY_FIELD):
-        return unsupported(f"event_category_override ({category_field!r})")
+    if category_field is not None and not isinstance(category_field, str):
+        return error("event_category_override must be a string")
 
     # The query front end is imported here, not at module load, so listing or showing metadata stays cheap.
     from shellwatch.query.eql import parse_eql
@@ -86,8 +88,39 @@ def outcome_from_kibana_fields(
         return unsupported(str(exc))
     except QueryError as exc:
         return error(f"query: {exc}")
+    if category_field:
+        overridden = with_category_field(ir, metadata["query"], category_field)
+        if overridden is None:
+            return unsupported(f"event_category_override ({category_field!r}) on this query")
+        ir = overridden
     rule = Rule(ir=ir, source=source, **metadata)
     return outcome("ok", rule=rule)
+
+
+def with_category_field(ir: Node, query: str, category_field: str) -> Node | None:
+    """``ir`` with its event-category test moved to ``category_field`` (Kibana's ``event_category_override``).
+
+    Elasticsearch EQL reads a query's category (``info where ...``) from the search's ``event_category_field``,
+    which Kibana sets from the rule's ``event_category_override``: the same exact term test, on another field.
+    :func:`~shellwatch.query.eql.parse_eql` places that test first (the whole IR, or the first child of its
+    top ``And``); it is moved only when it is found exactly there, else None (the rule is then reported
+    unsupported rather than run with a guessed meaning).
+    """
+    from shellwatch.query.eql import CATEGORY_FIELD
+
+    match = _QUERY_CATEGORY.match(query)
+    if match is None:
+        return None
+    category = match.group(1)
+    if category == "any" or category_field == CATEGORY_FIELD:
+        return ir
+    expected = Equals(CATEGORY_FIELD, (category,), Case.SENSITIVE)
+    moved = Equals(category_field, (category,), Case.SENSITIVE)
+    if ir == expected:
+        return moved
+    if isinstance(ir, And) and ir.children and ir.children[0] == expected:
+        return And((moved, *ir.children[1:]))
+    return None
 
 
 def _metadata(fields: Mapping[str, Any], status: str | None) -> dict[str, Any]:

@@ -204,9 +204,7 @@ def _error(path: str, index: int, reason: str, document: Any, rule_id: str | Non
     )
 
 
-def _unsupported(
-    path: str, index: int, reason: str, document: Any, rule_id: str | None = None
-) -> LoadOutcome:
+def _unsupported(path: str, index: int, reason: str, document: Any, rule_id: str | None = None) -> LoadOutcome:
     if rule_id is None and isinstance(document, Mapping) and isinstance(document.get("id"), str):
         rule_id = document["id"]
     return LoadOutcome(
