@@ -189,11 +189,6 @@ def test_table_output_lists_alerts_and_the_alerts_by_rule_summary() -> None:
         assert f"{parent} -> {child}" in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on an 80-column terminal the alert table gives 'parent -> process', 'user' and 'command line' zero "
-    "width (time, host, severity and rule take it all): src/shellwatch/output/table.py AlertTable.print",
-)
 def test_table_on_an_80_column_terminal_still_shows_which_process_ran() -> None:
     result = shellwatch("hunt", "--format", "table", str(SAMPLES / "web03-endpoint.ndjson"), columns="80")
     assert result.exit_code == 0, result.stderr
@@ -373,12 +368,6 @@ def test_hostile_file_name_in_a_warning_is_escaped(tmp_path: Path) -> None:
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="problem warnings are hard-wrapped at the console width even when stderr is not a terminal, so a "
-    "path with spaces is split over two lines: src/shellwatch/cli/hunt.py hunt_command.on_problem prints "
-    "through a rich Console (cli/display.py make_console) without soft_wrap",
-)
 def test_warning_names_a_path_with_spaces_on_one_line(tmp_path: Path) -> None:
     """A real process with stderr piped to a file, as in ``shellwatch hunt ... 2> problems.txt``."""
     folder = tmp_path / "IIS logs" / "web server 01"

@@ -94,7 +94,9 @@ def test_technique_and_subtechnique_tags_merge() -> None:
 
 def test_other_tags_are_ignored() -> None:
     """[sigma-tags] groups, software, CAR and other namespaces are not tactics or techniques."""
-    assert threat_from_sigma_tags(["attack.g0032", "attack.s0002", "car.2016-04-005", "cve.2021-44228", "tlp.white"]) == ()
+    assert (
+        threat_from_sigma_tags(["attack.g0032", "attack.s0002", "car.2016-04-005", "cve.2021-44228", "tlp.white"]) == ()
+    )
 
 
 def test_v19_tactics_are_recognised() -> None:
@@ -109,6 +111,6 @@ def test_v19_tactics_are_recognised() -> None:
 
 def test_underscore_and_hyphen_tactic_spellings_agree() -> None:
     """[sigma-tags] attack.privilege_escalation (old) and attack.privilege-escalation (v2) are one tactic."""
-    assert _placement(["attack.privilege_escalation"]) == _placement(["attack.privilege-escalation"]) == [
-        ("TA0004", [])
-    ]
+    assert (
+        _placement(["attack.privilege_escalation"]) == _placement(["attack.privilege-escalation"]) == [("TA0004", [])]
+    )

@@ -2,11 +2,13 @@
 
 ../shared/corpus/elastic-detection-rules (2,192 TOML rules, commit 14cf530f) and ../shared/corpus/sigmahq-rules
 (3,780 rules, 1,434 under process_creation, commit 8eaafff1); skipped when ../shared is absent. Each corpus is
-loaded once per test session; the counts are printed (``pytest -s``) for the record.
+loaded once per test session, in as many processes as there are CPUs; the counts are printed (``pytest -s``)
+for the record.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from functools import cache
 
@@ -22,7 +24,7 @@ MULTI_EVENT_EQL = ("sequence", "sample")
 
 @cache
 def _load(name: str) -> LoadResult:
-    return load_rules([shared_path("corpus", name)])
+    return load_rules([shared_path("corpus", name)], jobs=os.cpu_count() or 1)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ from shellwatch.rules.elastic_toml import load_elastic_toml
 from shellwatch.rules.kibana_json import load_kibana_json, load_kibana_ndjson
 from shellwatch.rules.kibana_schema import with_category_field
 from shellwatch.rules.loader import bundled_pack_path
+from shellwatch.rules.model import Rule
+from shellwatch.rules.outcome import LoadOutcome
 
 PACK_TOML = bundled_pack_path() / "persistence_webshell_detection.toml"
 
@@ -45,16 +47,21 @@ query = 'process where process.name == "a.exe"'
 """
 
 
-def _toml(text: str) -> Any:
+def _toml(text: str) -> LoadOutcome:
     [outcome] = load_elastic_toml(text, "rule.toml")
     return outcome
+
+
+def _rule(outcome: LoadOutcome) -> Rule:
+    assert outcome.rule is not None, outcome.reason
+    return outcome.rule
 
 
 def test_pack_rule_carries_all_of_seed_000_metadata() -> None:
     """Seed 000 (version 416 of rule 2917d495...): every metadata field it shows, loaded from the pack."""
     outcome = _toml(PACK_TOML.read_text(encoding="utf-8"))
     assert outcome.status == "ok", outcome.reason
-    rule = outcome.rule
+    rule = _rule(outcome)
     assert rule.rule_id == "2917d495-59bd-4250-b395-c29409b76086"
     assert rule.name == "Web Shell Detection: Script Process Child of Common Web Processes"
     assert (rule.type, rule.language) == ("eql", "eql")
@@ -77,7 +84,16 @@ def test_pack_rule_carries_all_of_seed_000_metadata() -> None:
     assert rule.timestamp_override == "event.ingested"
     assert rule.status == "production"
     assert rule.tactic_ids == ("TA0003", "TA0001", "TA0002")
-    assert rule.technique_ids == ("T1505", "T1505.003", "T1190", "T1059", "T1059.001", "T1059.003", "T1059.005", "T1047")
+    assert rule.technique_ids == (
+        "T1505",
+        "T1505.003",
+        "T1190",
+        "T1059",
+        "T1059.001",
+        "T1059.003",
+        "T1059.005",
+        "T1047",
+    )
     assert rule.threat[0].to_kibana()["technique"][0]["subtechnique"][0] == {
         "id": "T1505.003",
         "name": "Web Shell",
@@ -91,7 +107,7 @@ def test_pack_rule_query_is_the_reference_query() -> None:
 
     reference = shared_path("reference", "elastic", "persistence_webshell_detection.eql-version.toml")
     expected = tomllib.loads(reference.read_text(encoding="utf-8"))["rule"]
-    rule = _toml(PACK_TOML.read_text(encoding="utf-8")).rule
+    rule = _rule(_toml(PACK_TOML.read_text(encoding="utf-8")))
     assert rule.query == expected["query"]
     assert rule.note == expected["note"]
     assert rule.description == expected["description"]
@@ -154,9 +170,7 @@ def test_toml_without_rule_table_is_an_error() -> None:
         ("query", "lucene", "rule type 'query' (language 'lucene')"),
     ],
 )
-def test_non_eql_rule_types_are_unsupported_with_type_and_language(
-    rule_type: str, language: str, reason: str
-) -> None:
+def test_non_eql_rule_types_are_unsupported_with_type_and_language(rule_type: str, language: str, reason: str) -> None:
     text = MINIMAL_EQL.replace('type = "eql"', f'type = "{rule_type}"').replace(
         'language = "eql"', f'language = "{language}"'
     )
@@ -183,7 +197,7 @@ def test_eql_sequence_is_unsupported() -> None:
 
 
 def test_invalid_eql_is_an_error_with_its_position() -> None:
-    text = MINIMAL_EQL.replace("process.name == \"a.exe\"'", "process.name == '")
+    text = MINIMAL_EQL.replace('process.name == "a.exe"\'', "process.name == '")
     outcome = _toml(text)
     assert outcome.status == "error"
     assert outcome.reason.startswith("query: line 1, column")
@@ -191,7 +205,10 @@ def test_invalid_eql_is_an_error_with_its_position() -> None:
 
 def test_rule_with_kibana_filters_is_unsupported() -> None:
     """Kibana ``filters`` add query DSL conditions beside the query; ignoring them would widen the rule."""
-    text = MINIMAL_EQL + '\n[[rule.filters]]\n[rule.filters.meta]\nnegate = true\n[rule.filters.query.match_phrase]\n"a" = "b"\n'
+    text = (
+        MINIMAL_EQL
+        + '\n[[rule.filters]]\n[rule.filters.meta]\nnegate = true\n[rule.filters.query.match_phrase]\n"a" = "b"\n'
+    )
     outcome = _toml(text)
     assert outcome.status == "unsupported"
     assert outcome.reason.startswith("filters")
@@ -206,7 +223,7 @@ def test_event_category_override_moves_the_category_test() -> None:
     )
     outcome = _toml(text)
     assert outcome.status == "ok", outcome.reason
-    predicate = compile_predicate(outcome.rule.ir)
+    predicate = compile_predicate(_rule(outcome).ir)
     assert predicate(flatten({"event": {"type": ["info"], "action": "x"}}))
     assert not predicate(flatten({"event": {"category": ["info"], "action": "x"}}))
     assert not predicate(flatten({"event": {"type": ["Info"], "action": "x"}}))
@@ -226,7 +243,7 @@ def test_category_override_is_refused_when_the_category_test_is_not_first() -> N
 
 def _kibana_rule(**changes: Any) -> dict[str, Any]:
     outcome = _toml(PACK_TOML.read_text(encoding="utf-8"))
-    rule = outcome.rule
+    rule = _rule(outcome)
     document: dict[str, Any] = {
         "id": "5f3b5e2a-0000-4000-8000-000000000000",
         "rule_id": rule.rule_id,
@@ -255,10 +272,10 @@ def test_kibana_rule_json_loads_like_the_toml() -> None:
     outcomes = load_kibana_json(json.dumps(_kibana_rule()), "rule.json")
     [outcome] = outcomes
     assert outcome.status == "ok", outcome.reason
-    toml_rule = _toml(PACK_TOML.read_text(encoding="utf-8")).rule
-    assert outcome.rule.threat == toml_rule.threat
-    assert outcome.rule.ir == toml_rule.ir
-    assert outcome.rule.exceptions_list[0]["list_id"] == "web-exceptions"
+    toml_rule = _rule(_toml(PACK_TOML.read_text(encoding="utf-8")))
+    assert _rule(outcome).threat == toml_rule.threat
+    assert _rule(outcome).ir == toml_rule.ir
+    assert _rule(outcome).exceptions_list[0]["list_id"] == "web-exceptions"
 
 
 def test_reference_kibana_summary_is_rejected_for_its_annotated_interval() -> None:
@@ -275,8 +292,8 @@ def test_reference_kibana_summary_is_rejected_for_its_annotated_interval() -> No
     del document["interval"]
     [cleaned] = load_kibana_json(json.dumps(document), str(path))
     assert cleaned.status == "ok", cleaned.reason
-    assert cleaned.rule.version == 419
-    assert cleaned.rule.technique_ids[:2] == ("T1505", "T1505.003")
+    assert _rule(cleaned).version == 419
+    assert _rule(cleaned).technique_ids[:2] == ("T1505", "T1505.003")
 
 
 def test_ndjson_export_skips_summary_and_exception_lines() -> None:
@@ -346,11 +363,17 @@ def test_threat_reference_defaults_to_mitre_url() -> None:
         {
             "framework": "MITRE ATT&CK",
             "tactic": {"id": "TA0003", "name": "Persistence"},
-            "technique": [{"id": "T1505", "name": "Server Software Component", "subtechnique": [{"id": "T1505.003", "name": "Web Shell"}]}],
+            "technique": [
+                {
+                    "id": "T1505",
+                    "name": "Server Software Component",
+                    "subtechnique": [{"id": "T1505.003", "name": "Web Shell"}],
+                }
+            ],
         }
     ]
     [outcome] = load_kibana_json(json.dumps(_kibana_rule(threat=threat)), "rule.json")
-    entry = outcome.rule.threat[0]
+    entry = _rule(outcome).threat[0]
     assert entry.tactic.reference == "https://attack.mitre.org/tactics/TA0003/"
     assert entry.techniques[0].subtechniques[0].reference == "https://attack.mitre.org/techniques/T1505/003/"
 
@@ -360,3 +383,10 @@ def test_unknown_fields_are_ignored(tmp_path: Path) -> None:
     document = _kibana_rule(related_integrations=[{"package": "endpoint"}], meta={"from": "1m"}, setup="...")
     [outcome] = load_kibana_json(json.dumps(document), "rule.json")
     assert outcome.status == "ok"
+
+
+def test_deeply_nested_toml_and_json_are_errors_not_crashes() -> None:
+    """tomllib and json recurse per nesting level; a hostile file must give an outcome, not a RecursionError."""
+    assert _toml("a = " + "[" * 100_000).reason == "invalid TOML: nested too deeply"
+    assert load_kibana_json("[" * 100_000, "r.json")[0].reason == "invalid JSON: nested too deeply"
+    assert load_kibana_ndjson("[" * 100_000, "r.ndjson")[0].reason == "invalid JSON: nested too deeply"

@@ -18,8 +18,11 @@ import uuid
 import pytest
 import yaml
 from sigma.collection import SigmaCollection
+from sigma.rule import SigmaRule
 
 from shellwatch.rules.loader import bundled_pack_path
+from shellwatch.rules.model import Rule
+from shellwatch.rules.outcome import LoadOutcome
 from shellwatch.rules.sigma_yaml import SIGMA_RULE_ID_NAMESPACE, derived_rule_id, load_sigma_yaml
 
 SEED_SIGMA = bundled_pack_path() / "web_server_suspicious_child_process.yml"
@@ -49,9 +52,14 @@ level: {level}
 """
 
 
-def _one(text: str, path: str = "rule.yml"):  # type: ignore[no-untyped-def]
+def _one(text: str, path: str = "rule.yml") -> LoadOutcome:
     [outcome] = load_sigma_yaml(text, path)
     return outcome
+
+
+def _rule(outcome: LoadOutcome) -> Rule:
+    assert outcome.rule is not None, outcome.reason
+    return outcome.rule
 
 
 def test_seed_rule_metadata() -> None:
@@ -59,7 +67,7 @@ def test_seed_rule_metadata() -> None:
     falsepositives, logsource, tags kept, detection as the query, Kibana's defaults for the schedule."""
     outcome = _one(SEED_SIGMA.read_text(encoding="utf-8"), str(SEED_SIGMA))
     assert outcome.status == "ok", outcome.reason
-    rule = outcome.rule
+    rule = _rule(outcome)
     assert rule.name == "web服务产生的可疑进程"
     assert rule.description == "Web服务器产生的可疑的shell进程，可能是成功放置Web shell或其他攻击的结果"
     assert (rule.type, rule.language) == ("sigma", "sigma")
@@ -81,7 +89,7 @@ def test_seed_rule_metadata() -> None:
 def test_seed_rule_threat_mapping() -> None:
     """attack.t1505.003 -> T1505 / T1505.003 under Persistence (the table files T1505 there); T1190 serves
     neither named tactic, so it goes under both (rules.attack module docstring, step 2)."""
-    rule = _one(SEED_SIGMA.read_text(encoding="utf-8")).rule
+    rule = _rule(_one(SEED_SIGMA.read_text(encoding="utf-8")))
     assert [t.tactic.id for t in rule.threat] == ["TA0003", "TA0004"]
     persistence, privilege_escalation = rule.threat
     assert persistence.tactic.name == "Persistence"
@@ -116,21 +124,27 @@ def test_derived_id_ignores_formatting_and_follows_content() -> None:
 
 @pytest.mark.parametrize(
     ("level", "severity", "risk"),
-    [("informational", "low", 21), ("low", "low", 21), ("medium", "medium", 47), ("high", "high", 73), ("critical", "critical", 99)],
+    [
+        ("informational", "low", 21),
+        ("low", "low", 21),
+        ("medium", "medium", 47),
+        ("high", "high", 73),
+        ("critical", "critical", 99),
+    ],
 )
 def test_level_maps_to_severity_and_risk(level: str, severity: str, risk: int) -> None:
     """[kibana-risk] 21/47/73/99; informational maps to low."""
-    rule = _one(RULE.format(level=level)).rule
+    rule = _rule(_one(RULE.format(level=level)))
     assert (rule.severity, rule.risk_score) == (severity, risk)
 
 
 def test_rule_without_level_is_informational() -> None:
-    rule = _one(RULE.format(level="low").replace("level: low\n", "")).rule
+    rule = _rule(_one(RULE.format(level="low").replace("level: low\n", "")))
     assert (rule.severity, rule.risk_score) == ("low", 21)
 
 
 def test_explicit_id_authors_references_and_tags() -> None:
-    rule = _one(RULE.format(level="high")).rule
+    rule = _rule(_one(RULE.format(level="high")))
     assert rule.rule_id == "5ad6d1a6-4a1b-4a3b-9a9e-0123456789ab"
     assert rule.author == ("Alice (Org)", "Bob")
     assert rule.references == ("https://example.com/a",)
@@ -245,12 +259,16 @@ def test_multi_document_file_follows_pysigma_collection() -> None:
     outcomes = load_sigma_yaml(MULTI, "multi.yml")
     expected = SigmaCollection.from_yaml(MULTI, resolve_references=False).rules
     assert [o.status for o in outcomes] == ["ok", "ok", "ok"]
-    assert [o.name for o in outcomes] == [r.title for r in expected] == ["Suspicious shells", "Suspicious shells", "Standalone"]
+    assert (
+        [o.name for o in outcomes]
+        == [r.title for r in expected]
+        == ["Suspicious shells", "Suspicious shells", "Standalone"]
+    )
     assert [o.index for o in outcomes] == [1, 2, 4]
-    assert [dict(o.rule.logsource) for o in outcomes] == [
-        {"category": r.logsource.category, "product": r.logsource.product} for r in expected
+    assert [dict(_rule(o).logsource) for o in outcomes] == [
+        {"category": r.logsource.category, "product": r.logsource.product} for r in expected if isinstance(r, SigmaRule)
     ]
-    images = [yaml.safe_load(o.rule.query)["selection"]["Image|endswith"] for o in outcomes]
+    images = [yaml.safe_load(_rule(o).query)["selection"]["Image|endswith"] for o in outcomes]
     assert images == ["\\cmd.exe", "\\powershell.exe", "/sh"]
     assert len({o.rule_id for o in outcomes}) == 3
     assert outcomes[1].where == "multi.yml#2"
@@ -277,3 +295,33 @@ def test_placeholder_rule_is_unsupported() -> None:
     outcome = _one(text)
     assert outcome.status == "unsupported"
     assert "%admin_tools%" in outcome.reason
+
+
+def test_deeply_nested_yaml_is_refused_before_it_is_built() -> None:
+    """libyaml's C composer recurses per nesting level and crashes the interpreter on ~100k levels; the loader
+    refuses the file from the parser's event stream first (rules.yaml_limits)."""
+    outcome = _one("[" * 100_000)
+    assert (outcome.status, outcome.reason) == ("error", "refused YAML: nested deeper than 64 levels")
+
+
+def test_alias_bomb_is_refused() -> None:
+    """A "billion laughs" file: nine levels of ten aliases each stand for 10^9 values."""
+    letters = "abcdefghij"
+    text = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{letters[i + 1]}: &{letters[i + 1]} [{', '.join([f'*{letters[i]}'] * 10)}]\n" for i in range(8)
+    )
+    outcome = _one(text)
+    assert outcome.status == "error"
+    assert outcome.reason == "refused YAML: expands to more than 1000000 values through YAML aliases"
+
+
+def test_small_aliases_are_accepted() -> None:
+    text = RULE.format(level="low").replace("    condition: selection", "    other: *sel\n    condition: selection")
+    text = text.replace("    selection:\n", "    selection: &sel\n")
+    assert _one(text).status == "ok"
+
+
+def test_value_yaml_cannot_build_is_an_error() -> None:
+    """``2020-13-45`` matches YAML's timestamp pattern but is no date: PyYAML raises ValueError, reported."""
+    outcome = _one("title: x\ndate: 2020-13-45\n")
+    assert (outcome.status, outcome.reason) == ("error", "invalid YAML: month must be in 1..12")

@@ -3,22 +3,35 @@
 Readers (sources/) yield raw records, normalizers (normalize/) turn them into flat ECS events, the rule set
 (engine/) says which rules match, and each match becomes a Kibana-shaped alert (alerts/). Nothing here knows about
 formats or terminals: problems go to a callback, alerts to the caller, counts into :class:`HuntStats`.
+
+Inputs are scanned one at a time by an :class:`InputScanner`, in this process or spread over worker processes
+(:mod:`shellwatch.parallel`); either way the parent sees each input's alerts, problems and counts in input order,
+then record order, and makes alert ids unique, so the output is the same whatever the number of workers.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from shellwatch.alerts.document import build_alert, rule_fields
 from shellwatch.engine.ruleset import RuleSet
 from shellwatch.normalize.dispatch import normalize_with_family
+from shellwatch.normalize.event_class import windows_event_class
+from shellwatch.parallel import scan_in_order, worker_count
+from shellwatch.prefilter import ClassPrefilter
+from shellwatch.rules.model import Rule
+from shellwatch.sources.inputs import STDIN
 from shellwatch.sources.reader import Input, list_inputs, read_input
-from shellwatch.sources.record import ReadProblem
+from shellwatch.sources.record import Origin, ReadProblem
+
+PROGRESS_RECORDS = 4096
+"""An input's counts are reported (and ``on_progress`` called) every this many of its records."""
 
 
 @dataclass(slots=True)
@@ -40,6 +53,8 @@ class HuntStats:
     """(rule name, severity) -> alerts."""
     problems: list[ReadProblem] = field(default_factory=list)
     seconds: float = 0.0
+    workers: int = 1
+    """Processes that scanned the inputs (1: this one)."""
 
     @property
     def records_per_second(self) -> float:
@@ -75,6 +90,139 @@ def _event_time(event: Mapping[str, Any]) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+# ------------------------------------------------------------------------------------------------------------
+# What a scanner reports about one input, in order (small, picklable: workers send them to the parent).
+
+
+@dataclass(frozen=True, slots=True)
+class ScanCounts:
+    """Records scanned since the input's previous counts."""
+
+    records: int
+    in_window: int
+    by_source: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedAlert:
+    """An alert, and the index of its rule in the rule set."""
+
+    rule_index: int
+    alert: dict[str, Any]
+
+
+ScanResult = ScanCounts | MatchedAlert | ReadProblem
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSettings:
+    """What every scanner of one hunt shares besides the rules."""
+
+    start: datetime | None
+    end: datetime | None
+    detected_at: datetime
+    """The alerts' detection time: one for the whole hunt, whichever process builds the alert."""
+
+
+class InputScanner:
+    """Reads, normalizes and matches one input at a time: the per-record work of a hunt, in one process."""
+
+    def __init__(self, rules: RuleSet, settings: ScanSettings) -> None:
+        self.rules = rules
+        self.settings = settings
+        self._fields_by_rule = [rule_fields(compiled.rule) for compiled in rules.compiled]
+        self._rule_index = {id(compiled.rule): index for index, compiled in enumerate(rules.compiled)}
+        # With a time window every event needs its @timestamp, i.e. normalizing: no class may be skipped.
+        windowed = settings.start is not None or settings.end is not None
+        self._prefilter = None if windowed else ClassPrefilter(rules)
+
+    def scan(self, item: Input) -> Iterator[ScanResult]:
+        """The alerts, problems and record counts of one input, in record order."""
+        problems: list[ReadProblem] = []
+        by_source: dict[str, int] = {}
+        records = in_window = 0
+        prefilter = self._prefilter
+        start, end = self.settings.start, self.settings.end
+        windowed = start is not None or end is not None
+        matching = self.rules.matching
+        for record in read_input(item, problems.append):
+            if problems:
+                yield from problems
+                problems.clear()
+            if records == PROGRESS_RECORDS:
+                yield ScanCounts(records, in_window, by_source)
+                by_source = {}
+                records = in_window = 0
+            records += 1
+            if prefilter is not None and record.shape == "windows_event":
+                try:
+                    event_class = windows_event_class(record.data)
+                except Exception:  # left to the normalizer, which reports it in the event
+                    event_class = None
+                if event_class is not None and not prefilter.may_match(event_class):
+                    family = event_class.family
+                    by_source[family] = by_source.get(family, 0) + 1
+                    in_window += 1
+                    continue
+            family, event = normalize_with_family(record)
+            by_source[family] = by_source.get(family, 0) + 1
+            if windowed:
+                moment = _event_time(event)
+                if moment is not None and (
+                    (start is not None and moment < start) or (end is not None and moment >= end)
+                ):
+                    continue
+            in_window += 1
+            matched = matching(event)
+            if matched:
+                yield from self._alerts(matched, event, record.origin)
+        yield from problems
+        if records:
+            yield ScanCounts(records, in_window, by_source)
+
+    def _alerts(self, matched: list[Rule], event: dict[str, Any], origin: Origin) -> Iterator[MatchedAlert]:
+        for rule in matched:
+            index = self._rule_index[id(rule)]
+            alert = build_alert(
+                rule,
+                event,
+                origin=origin,
+                detected_at=self.settings.detected_at,
+                rule_fields_cache=self._fields_by_rule[index],
+            )
+            yield MatchedAlert(index, alert)
+
+
+def _worker_scanner(rules: tuple[Rule, ...], settings: ScanSettings) -> Callable[[Input], Iterator[ScanResult]]:
+    """A worker's scanner: the rules compiled once in the worker."""
+    return InputScanner(RuleSet(rules), settings).scan
+
+
+def _lost_input(item: Input, reason: str) -> ScanResult:
+    return ReadProblem(Origin(item.path), reason)
+
+
+@dataclass(frozen=True, slots=True)
+class _InputDone:
+    index: int
+
+
+def _scan_here(scanner: InputScanner, inputs: Sequence[Input]) -> Generator[ScanResult | _InputDone, None, None]:
+    for index, item in enumerate(inputs):
+        yield from scanner.scan(item)
+        yield _InputDone(index)
+
+
+def _scan_in_workers(
+    rules: RuleSet, settings: ScanSettings, inputs: Sequence[Input], processes: int
+) -> Generator[ScanResult | _InputDone, None, None]:
+    make_scan = partial(_worker_scanner, rules.rules, settings)
+    for index, results, finished in scan_in_order(inputs, make_scan, processes, _lost_input):
+        yield from results
+        if finished:
+            yield _InputDone(index)
+
+
 def hunt(
     paths: Sequence[str],
     rules: RuleSet,
@@ -84,17 +232,20 @@ def hunt(
     stats: HuntStats | None = None,
     on_problem: Callable[[ReadProblem], None] | None = None,
     on_progress: Callable[[HuntStats], None] | None = None,
+    workers: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Read ``paths`` and yield one alert per (rule, matching event), in input order then rule order.
 
     As in Kibana, an alert id is made once: the same event read twice (two exports of one log) gives one alert.
     ``start``/``end`` keep only events whose @timestamp lies in [start, end); events without a readable timestamp
-    are kept. ``on_progress`` is called after each input and every 4,096 records.
+    are kept. ``on_progress`` is called after each input and every 4,096 records of an input.
+
+    ``workers``: processes to spread the inputs over; None for all cores, except that inputs too small to repay
+    starting workers (and stdin) are read in this process. Alerts, problems and counts are the same whatever the
+    number of workers.
     """
     stats = stats if stats is not None else HuntStats()
-    detected_at = datetime.now(UTC)
-    fields_by_rule = {c.rule.rule_id: rule_fields(c.rule) for c in rules.compiled}
-    window = start is not None or end is not None
+    settings = ScanSettings(start=start, end=end, detected_at=datetime.now(UTC))
     made: set[str] = set()
 
     def problem(p: ReadProblem) -> None:
@@ -106,42 +257,43 @@ def hunt(
     inputs: list[Input] = list_inputs(paths, on_problem=problem)
     stats.inputs = len(inputs)
     stats.input_bytes = sum(item.size or 0 for item in inputs)
+    processes = (
+        1 if any(item.path == STDIN for item in inputs) else worker_count(workers, len(inputs), stats.input_bytes)
+    )
+    stats.workers = processes
+    if processes > 1:
+        results = _scan_in_workers(rules, settings, inputs, processes)
+    else:
+        results = _scan_here(InputScanner(rules, settings), inputs)
+    compiled = rules.compiled
     try:
-        for item in inputs:
-            for record in read_input(item, problem):
-                stats.records += 1
-                if on_progress is not None and not stats.records & 4095:
+        for result in results:
+            if type(result) is MatchedAlert:
+                alert = result.alert
+                alert_id = alert["kibana.alert.uuid"]
+                if alert_id in made:
+                    stats.duplicates += 1
+                    continue
+                made.add(alert_id)
+                rule = compiled[result.rule_index].rule
+                stats.alerts += 1
+                stats.alerts_by_rule[(rule.name, rule.severity)] += 1
+                yield alert
+            elif type(result) is ReadProblem:
+                problem(result)
+            elif type(result) is ScanCounts:
+                stats.records += result.records
+                stats.events_in_window += result.in_window
+                stats.by_source.update(result.by_source)
+                if on_progress is not None:
                     stats.seconds = time.perf_counter() - began
                     on_progress(stats)
-                family, event = normalize_with_family(record)
-                stats.by_source[family] += 1
-                if window:
-                    moment = _event_time(event)
-                    if moment is not None and (
-                        (start is not None and moment < start) or (end is not None and moment >= end)
-                    ):
-                        continue
-                stats.events_in_window += 1
-                for rule in rules.matching(event):
-                    alert = build_alert(
-                        rule,
-                        event,
-                        origin=record.origin,
-                        detected_at=detected_at,
-                        rule_fields_cache=fields_by_rule[rule.rule_id],
-                    )
-                    alert_id = alert["kibana.alert.uuid"]
-                    if alert_id in made:
-                        stats.duplicates += 1
-                        continue
-                    made.add(alert_id)
-                    stats.alerts += 1
-                    stats.alerts_by_rule[(rule.name, rule.severity)] += 1
-                    yield alert
-            stats.inputs_done += 1
-            stats.bytes_done += item.size or 0
-            if on_progress is not None:
-                stats.seconds = time.perf_counter() - began
-                on_progress(stats)
+            elif type(result) is _InputDone:
+                stats.inputs_done += 1
+                stats.bytes_done += inputs[result.index].size or 0
+                if on_progress is not None:
+                    stats.seconds = time.perf_counter() - began
+                    on_progress(stats)
     finally:
+        results.close()
         stats.seconds = time.perf_counter() - began

@@ -100,18 +100,19 @@ def _print_summary(console: Console, stats: HuntStats, rule_count: int) -> None:
             f"{stats.inputs} files, {stats.records:,} records ({stats.events_in_window:,} in the time window), "
             f"{rule_count} rules, {stats.seconds:.2f} s, {rate}; {stats.alerts} alerts"
             + (f" ({stats.duplicates} duplicate matches skipped)" if stats.duplicates else "")
-        )
+        ),
+        soft_wrap=True,
     )
     if stats.by_source:
         sources = ", ".join(f"{family} {count:,}" for family, count in stats.by_source.most_common())
-        console.print(Text(f"events by source: {sources}"))
+        console.print(Text(f"events by source: {sources}"), soft_wrap=True)
     if stats.problems:
         reasons = stats.problem_reasons()
-        console.print(Text(f"{len(stats.problems)} parts of the input skipped:"))
+        console.print(Text(f"{len(stats.problems)} parts of the input skipped:"), soft_wrap=True)
         for reason, count in reasons.most_common(10):
-            console.print(Text(f"  {count:>6}  {safe_text(reason)}"))
+            console.print(Text(f"  {count:>6}  {safe_text(reason)}"), soft_wrap=True)
         if len(reasons) > 10:
-            console.print(Text(f"  ... and {len(reasons) - 10} other reasons"))
+            console.print(Text(f"  ... and {len(reasons) - 10} other reasons"), soft_wrap=True)
 
 
 def _open_output(stack: ExitStack, output: Path | None, binary: bool) -> IO[Any]:
@@ -166,9 +167,9 @@ def hunt_command(
         nonlocal listed
         listed += 1
         if listed <= MAX_LISTED_PROBLEMS:
-            err.print(Text(f"shellwatch: warning: {safe_text(str(problem))}"))
+            err.print(Text(f"shellwatch: warning: {safe_text(str(problem))}"), soft_wrap=True)
         elif listed == MAX_LISTED_PROBLEMS + 1:
-            err.print(Text("shellwatch: further problems are counted in the summary"))
+            err.print(Text("shellwatch: further problems are counted in the summary"), soft_wrap=True)
 
     stats = HuntStats()
     with ExitStack() as stack:

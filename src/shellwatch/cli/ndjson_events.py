@@ -79,4 +79,10 @@ def read_events(path: Path, limit: int = MAX_LINE_BYTES) -> Iterator[EventLine |
             if not isinstance(document, dict):
                 yield BadLine(shown, number, "not a JSON object")
                 continue
-            yield EventLine(shown, number, raw, flatten(document))
+            try:
+                event = flatten(document)
+            except RecursionError:
+                # orjson accepts 1,024 levels of nesting, more than Python's recursion limit lets flatten walk.
+                yield BadLine(shown, number, "JSON object nested too deeply")
+                continue
+            yield EventLine(shown, number, raw, event)

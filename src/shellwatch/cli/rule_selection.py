@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,7 +34,7 @@ def rules_option(function: F) -> F:
 
 def load_selected_rules(rule_paths: Sequence[Path]) -> LoadResult:
     """The rules named by ``--rules``, or the bundled pack; what did not load is reported on stderr."""
-    result = load_rules(rule_paths) if rule_paths else load_bundled_rules()
+    result = load_rules(rule_paths, jobs=os.cpu_count() or 1) if rule_paths else load_bundled_rules()
     report_not_loaded(result)
     return result
 

@@ -150,8 +150,12 @@ def _text_line(record: ValidationRecord) -> str:
     return f"{record.status:<11} {safe_text(record.where)}{name}{reason}"
 
 
+SUMMARY_REASONS = 12
+"""Reasons listed per outcome in the summary; the rest are counted together."""
+
+
 def summary_lines(records: Sequence[ValidationRecord]) -> list[str]:
-    """Counts by outcome, then by reason within each outcome that has reasons."""
+    """Counts by outcome, then by reason within each outcome that has reasons (the most frequent first)."""
     by_status = Counter(record.status for record in records)
     lines = [
         f"{len(records)} rules: "
@@ -163,7 +167,11 @@ def summary_lines(records: Sequence[ValidationRecord]) -> list[str]:
             continue
         heading = "ok, with a note" if status == "ok" else status
         lines.append(f"{heading} by reason:")
-        lines.extend(f"  {count:>6}  {safe_text(reason)}" for reason, count in reasons.most_common())
+        ranked = reasons.most_common()
+        lines.extend(f"  {count:>6}  {safe_text(reason)}" for reason, count in ranked[:SUMMARY_REASONS])
+        rest = ranked[SUMMARY_REASONS:]
+        if rest:
+            lines.append(f"  {sum(c for _, c in rest):>6}  ({len(rest)} other reasons)")
     return lines
 
 

@@ -49,9 +49,7 @@ def _windows_family(root: Mapping[str, Any]) -> str:
     if isinstance(attributes, dict):
         name = attributes.get("Name") or attributes.get("EventSourceName")
     channel = system.get("Channel")
-    return mapping_for(
-        name if isinstance(name, str) else None, channel if isinstance(channel, str) else None
-    )[0]
+    return mapping_for(name if isinstance(name, str) else None, channel if isinstance(channel, str) else None)[0]
 
 
 def _json_family(document: Mapping[str, Any]) -> str:
@@ -63,9 +61,7 @@ def _json_family(document: Mapping[str, Any]) -> str:
         return OTRF
     if is_windows_log_document(document):
         return WINLOGBEAT
-    if any(marker in document for marker in _ECS_MARKERS) or any(
-        key.startswith("event.") for key in document
-    ):
+    if any(marker in document for marker in _ECS_MARKERS) or any(key.startswith("event.") for key in document):
         return ECS
     return UNKNOWN
 

@@ -7,9 +7,10 @@ those front ends builds the System part and the event data, then hands them to t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from shellwatch.ecs import Event
+from shellwatch.normalize import security, sysmon
 from shellwatch.normalize.security import map_security
 from shellwatch.normalize.sysmon import map_sysmon
 
@@ -24,6 +25,12 @@ _BY_PROVIDER: Final[dict[str, tuple[str, ProviderMapper]]] = {
     "Microsoft-Windows-Sysmon": (SYSMON, map_sysmon),
     "Linux-Sysmon": (SYSMON, map_sysmon),
     "Microsoft-Windows-Security-Auditing": (WINDOWS_SECURITY, map_security),
+}
+
+# Per mapper: the fields it sets from the event id alone (see sysmon.class_fields).
+_CLASS_FIELDS: Final[dict[ProviderMapper, Callable[[str], dict[str, Any]]]] = {
+    map_sysmon: sysmon.class_fields,
+    map_security: security.class_fields,
 }
 
 # The security pipeline also runs for the event log service's own events (1100, 1102, 1104...), which it
@@ -46,3 +53,10 @@ def mapping_for(provider: str | None, channel: str | None) -> tuple[str, Provide
 def os_type_for(provider: str | None) -> str:
     """``host.os.type`` of an event from this provider: Sysmon for Linux writes the same schema."""
     return "linux" if provider == "Linux-Sysmon" else "windows"
+
+
+def mapper_class_fields(mapper: ProviderMapper, code: str) -> dict[str, Any]:
+    """The fields ``mapper`` sets from the event id alone, the same in every event it maps with that id (``None``:
+    never set for that id); fields it does not name here depend on the event's data."""
+    class_fields = _CLASS_FIELDS.get(mapper)
+    return class_fields(code) if class_fields is not None else {}

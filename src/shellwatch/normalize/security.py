@@ -15,7 +15,7 @@ audit policy categories, access masks, object permissions.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from shellwatch.ecs import Event
 from shellwatch.normalize.command_line import split_keeping_quotes
@@ -356,17 +356,29 @@ def _append_unique(event: Event, field: str, value: str) -> None:
         values.append(value)
 
 
-def map_security(event: Event, data: dict[str, str], code: str) -> None:
-    """Add the ECS fields of a Security log event to ``event``; ``data`` is its event data (or, for
-    1102 and the other UserData events, its user data) by field name, ``code`` the event id."""
-    present = {key: value for key, value in data.items() if value not in _EMPTY}
-    event["event.module"] = "security"
+def _categorize(event: Event, code: str) -> None:
     categorization = _CATEGORIZATION.get(code)
     if categorization is not None:
         category, kind, action = categorization
         event["event.category"] = list(category)
         event["event.type"] = list(kind)
         event["event.action"] = action
+
+
+def class_fields(code: str) -> dict[str, Any]:
+    """The fields :func:`map_security` sets from the event id alone, the same in every Security event with that
+    id, with ``None`` for those it never sets for it. Nothing else in the mapping writes them."""
+    fields: Event = {"event.module": "security", "event.category": None, "event.type": None, "event.action": None}
+    _categorize(fields, code)
+    return fields
+
+
+def map_security(event: Event, data: dict[str, str], code: str) -> None:
+    """Add the ECS fields of a Security log event to ``event``; ``data`` is its event data (or, for
+    1102 and the other UserData events, its user data) by field name, ``code`` the event id."""
+    present = {key: value for key, value in data.items() if value not in _EMPTY}
+    event["event.module"] = "security"
+    _categorize(event, code)
 
     logon_type = _LOGON_TYPES.get(present.get("LogonType", ""))
     if logon_type is not None:

@@ -14,7 +14,7 @@ names (the DNS status code table), ``dns.question.registered_domain`` and friend
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 from shellwatch.ecs import Event
 from shellwatch.normalize.command_line import command_line_to_argv
@@ -167,6 +167,27 @@ def _append_unique(event: Event, field: str, value: str) -> None:
         values.append(value)
 
 
+def _categorize(event: Event, code: str) -> None:
+    categorization = _CATEGORIZATION.get(code)
+    if categorization is not None:
+        category, kind, action, outcome = categorization
+        if category:
+            event["event.category"] = list(category)
+        if kind:
+            event["event.type"] = list(kind)
+        event["event.action"] = action
+        if outcome is not None:
+            event["event.outcome"] = outcome
+
+
+def class_fields(code: str) -> dict[str, Any]:
+    """The fields :func:`map_sysmon` sets from the event id alone, the same in every Sysmon event with that id,
+    with ``None`` for those it never sets for it. Nothing else in the mapping writes them."""
+    fields: Event = {"event.module": "sysmon", "event.category": None, "event.type": None, "event.action": None}
+    _categorize(fields, code)
+    return fields
+
+
 def map_sysmon(event: Event, data: dict[str, str], code: str) -> None:
     """Add the ECS fields of a Sysmon event to ``event`` (which holds the System part and
     ``winlog.event_data.*``); ``data`` is the event data by field name, ``code`` the event id."""
@@ -183,16 +204,7 @@ def map_sysmon(event: Event, data: dict[str, str], code: str) -> None:
             if created is not None:
                 event["event.created"] = created
             event["@timestamp"] = moment
-    categorization = _CATEGORIZATION.get(code)
-    if categorization is not None:
-        category, kind, action, outcome = categorization
-        if category:
-            event["event.category"] = list(category)
-        if kind:
-            event["event.type"] = list(kind)
-        event["event.action"] = action
-        if outcome is not None:
-            event["event.outcome"] = outcome
+    _categorize(event, code)
 
     if code == "255" and "ID" in present:
         event["error.code"] = present["ID"]

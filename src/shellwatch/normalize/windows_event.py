@@ -283,7 +283,7 @@ def _head(
     provider: str | None, channel: str | None, code: str | None, guid: Any, computer: Any
 ) -> tuple[tuple[str, Any], ...]:
     # Types belong to the key: 1, 1.0 and True are equal keys but not equal values here.
-    key = (provider, channel, code, guid, computer, type(guid), type(computer))
+    key: tuple[Any, ...] = (provider, channel, code, guid, computer, type(guid), type(computer))
     try:
         cached = _HEADS.get(key)
     except TypeError:  # an unhashable value where a scalar belongs
@@ -317,7 +317,18 @@ def _numbers(
 ) -> tuple[tuple[tuple[str, Any], ...], tuple[str, ...], str | None]:
     """The System numbers after the record id and before the execution ids: version, level, opcode and task
     fields; the keyword names; the outcome."""
-    key = (version, level, opcode, task, keywords, type(version), type(level), type(opcode), type(task), type(keywords))
+    key: tuple[Any, ...] = (
+        version,
+        level,
+        opcode,
+        task,
+        keywords,
+        type(version),
+        type(level),
+        type(opcode),
+        type(task),
+        type(keywords),
+    )
     try:
         cached = _NUMBERS.get(key)
     except TypeError:

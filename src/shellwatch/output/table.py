@@ -19,6 +19,8 @@ from shellwatch.output.safe_text import escape_controls
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "green"}
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 _COMMAND_LINE_WIDTH = 160
+_WIDE = 110
+"""Below this many columns the command line is shown under the process instead of in its own column."""
 
 
 def _cell(value: str, limit: int | None = None) -> Text:
@@ -51,26 +53,35 @@ class AlertTable:
         if not self.rows:
             console.print(Text("No alerts."))
             return
-        table = Table(title=f"{len(self.rows)} alert{'s' if len(self.rows) != 1 else ''}", show_lines=False)
-        # Short columns never wrap (an ellipsis marks a cut); the command line takes the remaining width.
-        table.add_column("time (UTC)", no_wrap=True)
-        table.add_column("host", no_wrap=True, overflow="ellipsis", max_width=24)
-        table.add_column("severity", no_wrap=True)
-        table.add_column("rule", overflow="ellipsis", no_wrap=True, max_width=32)
-        table.add_column("parent -> process", overflow="fold", max_width=36)
-        table.add_column("user", overflow="fold", max_width=28)
-        table.add_column("command line", overflow="fold", ratio=1, min_width=24)
+        table = Table(
+            title=f"{len(self.rows)} alert{'s' if len(self.rows) != 1 else ''}", width=console.size.width
+        )
+        # Two facts per cell keep the table readable on a narrow terminal: what happened where, how bad and which
+        # rule, who started what; the command line gets a column of its own when there is room, else it goes
+        # under the process it belongs to.
+        narrow = console.size.width < _WIDE
+        table.add_column("time (UTC) / host", overflow="fold", max_width=20 if narrow else 22)
+        table.add_column("severity / rule", overflow="fold", max_width=22 if narrow else 30)
+        table.add_column(
+            "parent -> process / user" + (" / command line" if narrow else ""), overflow="fold", min_width=26, ratio=1
+        )
+        if not narrow:
+            table.add_column("command line", overflow="fold", ratio=2, min_width=16)
         for row in self.rows:
             severity = row["severity"]
-            table.add_row(
-                _cell(_short_time(row["time"])),
-                _cell(row["host"]),
-                Text(escape_controls(severity), style=_SEVERITY_STYLE.get(severity, "")),
-                _cell(row["rule"]),
-                _cell(f"{row['parent']} -> {row['process']}"),
-                _cell(row["user"]),
-                _cell(row["command_line"], _COMMAND_LINE_WIDTH),
-            )
+            when = _cell(_short_time(row["time"]))
+            when.append("\n" + escape_controls(row["host"]), style="dim")
+            rule = Text(escape_controls(severity), style=_SEVERITY_STYLE.get(severity, ""))
+            rule.append("\n" + escape_controls(row["rule"]))
+            who = _cell(f"{row['parent']} -> {row['process']}")
+            who.append("\n" + escape_controls(row["user"]), style="dim")
+            command_line = _cell(row["command_line"], _COMMAND_LINE_WIDTH)
+            if narrow:
+                who.append("\n")
+                who.append(command_line)
+                table.add_row(when, rule, who)
+            else:
+                table.add_row(when, rule, who, command_line)
         console.print(table)
 
 

@@ -24,6 +24,9 @@ decides each leaf's meaning on an ECS event:
   OR-linked, as the specification describes ("a single, multiple or-linked values or patterns").
 * Field names and log sources map to ECS as :mod:`shellwatch.query.sigma_fields` describes; a field read from
   several ECS fields holds when any of them holds.
+* The character-set modifiers (``utf16le``/``wide``, ``utf16be``, ``utf16``) are registered with pySigma when
+  this module is imported (:func:`register_encoding_modifiers`): pySigma 1.5 lacks ``utf16le`` and writes a
+  wrong byte order mark for ``utf16``. Import this module before parsing rules.
 """
 
 from __future__ import annotations

@@ -482,41 +482,45 @@ def logsource_condition(logsource: SigmaLogSource) -> LogsourceCondition:
     product = _logsource_value(logsource, "product")
     category = _logsource_value(logsource, "category")
     service = _logsource_value(logsource, "service")
+    if product is not None and product not in PRODUCT_OS:
+        return _other_product(product)
+    where = f" on {product}" if product is not None else ""
     parts: list[Node] = []
     problems: list[str] = []
-
-    if product is not None and product in PRODUCT_OS:
+    if product is not None:
         parts.append(_is("host.os.type", PRODUCT_OS[product]))
-    elif product is not None and product in _CLOUD_PRODUCTS:
-        parts.append(_is("cloud.provider", _CLOUD_PRODUCTS[product]))
-        problems.append(f"fields of product '{product}' are not mapped to ECS")
-    elif product is not None:
-        parts.append(_is("event.module", product))
-        problems.append(f"product '{product}' has no ECS mapping")
 
     if category is not None:
-        node: Node | None = None
         if product == "windows":
             node = _WINDOWS_CATEGORIES.get(category)
-        elif product in PRODUCT_OS:
+        elif product is not None:
             node = _COMMON_CATEGORIES.get(category)
-        elif product is None:
+        else:
             node = _GENERIC_CATEGORIES.get(category)
             if node is not None:
-                problems.append(f"fields of category '{category}' are not mapped to ECS")
+                problems.append(f"the fields of category '{category}' are not mapped to ECS")
         if node is None:
-            problems.append(f"category '{category}' has no ECS mapping for product '{product}'")
+            problems.append(f"category '{category}'{where} has no ECS mapping")
         else:
             parts.append(node)
 
     if service is not None:
-        node = _windows_service(service) if product == "windows" else None
-        if node is None:
-            problems.append(f"service '{service}' has no ECS mapping for product '{product}'")
+        service_node = _windows_service(service) if product == "windows" else None
+        if service_node is None:
+            problems.append(f"service '{service}'{where} has no ECS mapping")
         else:
-            parts.append(node)
+            parts.append(service_node)
 
     if not parts:
         parts.append(_is("event.module", service or category or ""))
     condition: Node = parts[0] if len(parts) == 1 else And(tuple(parts))
     return LogsourceCondition(condition, "; ".join(problems) or None)
+
+
+def _other_product(product: str) -> LogsourceCondition:
+    """A product that is not an operating system: its cloud provider, else the Elastic module named after it."""
+    if product in _CLOUD_PRODUCTS:
+        return LogsourceCondition(
+            _is("cloud.provider", _CLOUD_PRODUCTS[product]), f"the fields of product '{product}' are not mapped to ECS"
+        )
+    return LogsourceCondition(_is("event.module", product), f"product '{product}' has no ECS mapping")

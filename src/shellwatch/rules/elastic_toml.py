@@ -22,6 +22,8 @@ def load_elastic_toml(text: str, path: str) -> list[LoadOutcome]:
     """The outcome of the one rule a detection-rules TOML file holds; ``path`` names the file in messages."""
     try:
         document = tomllib.loads(text)
+    except RecursionError:
+        return [LoadOutcome(path=path, status="error", reason="invalid TOML: nested too deeply")]
     except tomllib.TOMLDecodeError as exc:
         match = _TOML_POSITION.search(str(exc))
         return [

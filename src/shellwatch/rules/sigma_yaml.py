@@ -44,6 +44,7 @@ from shellwatch.query.errors import QueryError, UnsupportedQuery
 from shellwatch.rules.attack import threat_from_sigma_tags
 from shellwatch.rules.model import SIGMA_LEVEL_SEVERITY, Rule, RuleError, RuleSource
 from shellwatch.rules.outcome import LoadOutcome
+from shellwatch.rules.yaml_limits import yaml_problem
 
 SIGMA_RULE_ID_NAMESPACE = uuid.UUID("c3ebb530-12de-4a2a-a4ee-52d91077f7bf")
 """UUIDv5 namespace of the ids derived for Sigma rules that have none (see :func:`derived_rule_id`)."""
@@ -61,9 +62,13 @@ def derived_rule_id(document: Mapping[str, Any]) -> str:
 
 def load_sigma_yaml(text: str, path: str) -> list[LoadOutcome]:
     """An outcome for every rule (or broken document) in a Sigma YAML file; ``path`` names it in messages."""
+    problem = yaml_problem(text)
+    if problem is not None:
+        return [LoadOutcome(path=path, status="error", reason=f"refused YAML: {problem}")]
     try:
         documents = list(yaml.load_all(text, Loader=SigmaYAMLLoader))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        # ValueError: a scalar YAML resolves but cannot build (``date: 2020-13-45``); RecursionError: absurd nesting.
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         return [

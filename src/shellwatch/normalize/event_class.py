@@ -1,0 +1,69 @@
+"""Event classes: raw Windows events that share a provider, channel and event id, and the fields the normalizers
+give every event of a class whatever its data.
+
+A hunt decides its rules once per class with these fields (:mod:`shellwatch.prefilter`): when the fields a class
+settles already make every rule false, its events need no normalization at all. That is only sound if the fields
+are exactly what :func:`~shellwatch.normalize.windows_event.normalize_windows_event` writes, so they come from the
+same code: the provider, channel and event id are read by
+:func:`~shellwatch.normalize.windows_event.event_parts`, the fields derived from them by
+:func:`~shellwatch.normalize.windows_event.identity_fields` and each provider mapper's ``class_fields``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shellwatch.normalize.providers import mapper_class_fields, mapping_for
+from shellwatch.normalize.windows_event import DATA_PREFIXES, SYSTEM_FIELDS, event_parts, identity_fields
+
+_CACHE_LIMIT = 4096
+"""Classes kept; a crafted log can name any number of providers and event ids."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EventClass:
+    """The raw Windows events of one provider, channel and event id (compared by identity: one object per
+    class while it is cached)."""
+
+    family: str
+    """The source family of every event of the class."""
+    settled: Mapping[str, Any]
+    """Field -> the value every normalized event of the class has (``None``: no event of the class has it)."""
+    unmapped: bool
+    """No provider mapping runs for the class: an event has no field beyond the System fields, the event and
+    user data and those in :attr:`settled`."""
+
+    def value(self, field: str) -> Any:
+        """The value every normalized event of the class has for ``field`` (``None``: none has it).
+
+        Raises KeyError when the value depends on the event.
+        """
+        if field in self.settled:
+            return self.settled[field]
+        if self.unmapped and field not in SYSTEM_FIELDS and not field.startswith(DATA_PREFIXES):
+            return None
+        raise KeyError(field)
+
+
+_CLASSES: dict[tuple[str | None, str | None, str | None], EventClass] = {}
+
+
+def windows_event_class(document: Mapping[str, Any]) -> EventClass:
+    """The class of a raw Windows event (RecordShape ``windows_event``)."""
+    _, _, _, provider, channel, code = event_parts(document)
+    key = (provider, channel, code)
+    found = _CLASSES.get(key)
+    if found is not None:
+        return found
+    family, mapper = mapping_for(provider, channel)
+    settled = identity_fields(provider, channel, code)
+    unmapped = mapper is None or code is None
+    if mapper is not None and code is not None:
+        settled.update(mapper_class_fields(mapper, code))
+    made = EventClass(family, settled, unmapped)
+    if len(_CLASSES) >= _CACHE_LIMIT:
+        _CLASSES.clear()
+    _CLASSES[key] = made
+    return made

@@ -1,0 +1,287 @@
+"""Spreading inputs over worker processes and merging their results deterministically, in input order.
+
+Each worker process builds its scanner once (the rules reach it once: inherited through ``fork``, or pickled
+with the scanner's factory for ``forkserver`` and ``spawn``), then scans the inputs it is handed one at a time and
+streams what it finds back to the parent in batches while it reads. The parent hands inputs out in order, keeping
+each worker one input ahead, and passes results on strictly in input order: the results of an input go out as
+soon as every earlier input is finished, so the same results come out in the same order whatever the number of
+workers. Results of later inputs wait in the parent; when too many wait, the parent reads only from the worker
+scanning the earliest unfinished input, and the others block on their pipes until it catches up, so memory stays
+bounded whatever the inputs hold.
+
+A worker that dies (the parser crashing on a crafted file, the kernel's out-of-memory killer) costs the rest of
+the input it was scanning, reported through ``lost``; its other inputs go to a new worker and the run goes on.
+An exception raised by a scanner is a bug, not bad input: it stops the run with :class:`WorkerError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any, Generic, TypeVar
+
+TaskT = TypeVar("TaskT")
+ResultT = TypeVar("ResultT")
+
+Scan = Callable[[TaskT], Iterable[ResultT]]
+"""Scans one input (a task) in a worker, yielding its results in order."""
+
+BATCH_RESULTS = 512
+"""Results per message from a worker, at most."""
+BATCH_SECONDS = 0.25
+"""A worker sends what it has at least this often, so that progress keeps moving on slow inputs."""
+MAX_WAITING_RESULTS = 100_000
+"""Results of later inputs held by the parent before it stops reading the workers scanning them."""
+FORK_MIN_BYTES = 4 << 20
+"""Below this much input, ``workers=None`` scans in-process: starting forked workers (a few ms) does not pay."""
+SPAWN_MIN_BYTES = 64 << 20
+"""The same for ``spawn``/``forkserver`` workers, which start a new interpreter and import shellwatch (~0.3 s)."""
+
+_PIECES = "pieces"
+_FAILED = "failed"
+
+
+class WorkerError(RuntimeError):
+    """A scanner raised in a worker process; the message carries the worker's traceback."""
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def worker_count(requested: int | None, inputs: int, total_bytes: int) -> int:
+    """How many worker processes to scan ``inputs`` inputs with; 1 means in-process.
+
+    ``requested`` None: all cores, but in-process when the inputs are too small to repay starting workers.
+    An explicit count is honoured (up to one worker per input).
+    """
+    if requested is not None and requested < 1:
+        raise ValueError(f"workers must be at least 1, not {requested}")
+    count = min(requested if requested is not None else available_cores(), inputs)
+    if count <= 1:
+        return 1
+    if requested is None:
+        minimum = FORK_MIN_BYTES if _start_method() == "fork" else SPAWN_MIN_BYTES
+        if total_bytes < minimum:
+            return 1
+    return count
+
+
+def _start_method() -> str:
+    """``fork`` where it is safe and cheapest (Linux, a process with one thread: a lock held by another thread
+    would stay locked forever in the child); else ``forkserver`` or ``spawn``."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and sys.platform == "linux" and threading.active_count() == 1:
+        try:
+            single_threaded = len(os.listdir("/proc/self/task")) == 1  # native threads too
+        except OSError:
+            single_threaded = False
+        if single_threaded:
+            return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def _context() -> Any:  # a multiprocessing context (its classes are not in the typeshed stubs)
+    method = _start_method()
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # Workers fork from a server that has already imported the scanner's modules.
+        context.set_forkserver_preload(["shellwatch.pipeline"])
+    return context
+
+
+def _worker_main(connection: Connection, make_scan: Callable[[], Scan[Any, Any]]) -> None:
+    """A worker process: build the scanner, then scan inputs until told to stop (``None``)."""
+    # Ctrl-C reaches the whole process group: the parent stops the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    scan = make_scan()
+    # Objects made so far live as long as the worker: the collector need not walk them again and again.
+    gc.freeze()
+    while True:
+        try:
+            message = connection.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        index, task = message
+        batch: list[Any] = []
+        sent_at = time.monotonic()
+        try:
+            for result in scan(task):
+                batch.append(result)
+                if len(batch) >= BATCH_RESULTS or time.monotonic() - sent_at >= BATCH_SECONDS:
+                    connection.send((_PIECES, index, batch, False))
+                    batch = []
+                    sent_at = time.monotonic()
+        except Exception:
+            connection.send((_FAILED, index, traceback.format_exc(), True))
+            return
+        connection.send((_PIECES, index, batch, True))
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: BaseProcess
+    connection: Connection
+    assigned: deque[int] = field(default_factory=deque)
+    """Tasks handed to the worker, in order; the first is the one it is scanning."""
+
+
+class _OrderedRun(Generic[TaskT, ResultT]):
+    """The parent's side of one run (see :func:`scan_in_order`)."""
+
+    def __init__(
+        self,
+        tasks: Sequence[TaskT],
+        make_scan: Callable[[], Scan[TaskT, ResultT]],
+        processes: int,
+        lost: Callable[[TaskT, str], ResultT],
+    ) -> None:
+        self.tasks = tasks
+        self.make_scan = make_scan
+        self.processes = processes
+        self.lost = lost
+        self.context = _context()
+        self.workers: list[_Worker] = []
+        self.unassigned: deque[int] = deque(range(len(tasks)))
+        self.waiting: dict[int, list[list[ResultT]]] = {}
+        self.waiting_count = 0
+        self.finished: set[int] = set()
+        self.head = 0
+        """The first task whose results have not all been passed on."""
+
+    def run(self) -> Iterator[tuple[int, list[ResultT], bool]]:
+        completed = False
+        try:
+            for _ in range(self.processes):
+                self._start_worker()
+            while self.head < len(self.tasks):
+                for connection in wait(self._watched()):
+                    self._receive(self._worker_of(connection))
+                yield from self._drain()
+            completed = True
+        finally:
+            self._stop(gracefully=completed)
+
+    def _start_worker(self) -> None:
+        parent_end, child_end = self.context.Pipe(duplex=True)
+        process = self.context.Process(
+            target=_worker_main, args=(child_end, self.make_scan), name="shellwatch-worker", daemon=True
+        )
+        process.start()
+        child_end.close()
+        worker = _Worker(process, parent_end)
+        self.workers.append(worker)
+        # Two inputs each: one to scan, one to start on at once when it is done.
+        self._assign(worker)
+        self._assign(worker)
+
+    def _assign(self, worker: _Worker) -> None:
+        if not self.unassigned:
+            return
+        index = self.unassigned.popleft()
+        worker.assigned.append(index)
+        worker.connection.send((index, self.tasks[index]))
+
+    def _watched(self) -> list[Connection]:
+        busy = [worker for worker in self.workers if worker.assigned]
+        if self.waiting_count >= MAX_WAITING_RESULTS:
+            # Backpressure: only the worker scanning the earliest unfinished task is read; the others block.
+            busy = [worker for worker in busy if worker.assigned[0] == self.head] or busy
+        return [worker.connection for worker in busy]
+
+    def _worker_of(self, connection: Any) -> _Worker:
+        return next(worker for worker in self.workers if worker.connection is connection)
+
+    def _receive(self, worker: _Worker) -> None:
+        try:
+            kind, index, payload, done = worker.connection.recv()
+        except (EOFError, OSError):
+            self._replace_dead(worker)
+            return
+        if kind == _FAILED:
+            raise WorkerError(f"a worker failed on input {index} ({self.tasks[index]!r}):\n{payload}")
+        if payload:
+            self.waiting.setdefault(index, []).append(payload)
+            self.waiting_count += len(payload)
+        if done:
+            self.finished.add(index)
+            worker.assigned.popleft()
+            self._assign(worker)
+
+    def _replace_dead(self, worker: _Worker) -> None:
+        worker.process.join(timeout=5)
+        worker.connection.close()
+        self.workers.remove(worker)
+        if worker.assigned:
+            index = worker.assigned.popleft()
+            code = worker.process.exitcode
+            reason = f"worker process ended (exit code {code}) while reading this input; the rest of it is skipped"
+            self.waiting.setdefault(index, []).append([self.lost(self.tasks[index], reason)])
+            self.waiting_count += 1
+            self.finished.add(index)
+            # Its other tasks go back first in line, in order.
+            self.unassigned.extendleft(reversed(worker.assigned))
+        if self.unassigned:
+            self._start_worker()
+
+    def _drain(self) -> Iterator[tuple[int, list[ResultT], bool]]:
+        while self.head < len(self.tasks):
+            index = self.head
+            for batch in self.waiting.pop(index, ()):
+                self.waiting_count -= len(batch)
+                yield index, batch, False
+            if index not in self.finished:
+                return
+            self.finished.discard(index)
+            self.head += 1
+            yield index, [], True
+
+    def _stop(self, gracefully: bool) -> None:
+        for worker in self.workers:
+            if gracefully:
+                with contextlib.suppress(OSError):
+                    worker.connection.send(None)
+            else:
+                worker.process.terminate()
+        for worker in self.workers:
+            worker.process.join(timeout=10 if gracefully else 5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.connection.close()
+        self.workers.clear()
+
+
+def scan_in_order(
+    tasks: Sequence[TaskT],
+    make_scan: Callable[[], Scan[TaskT, ResultT]],
+    processes: int,
+    lost: Callable[[TaskT, str], ResultT],
+) -> Iterator[tuple[int, list[ResultT], bool]]:
+    """Scan ``tasks`` in ``processes`` worker processes; yield ``(task index, results, finished)`` in task order.
+
+    ``make_scan`` runs once in each worker and returns the function that scans one task; for ``forkserver`` and
+    ``spawn`` it must pickle (a module-level function, or a :func:`functools.partial` of one). Each task's results
+    come in one or more batches, in the order its scan yielded them, then ``(index, [], True)`` once it is done;
+    task ``i + 1`` starts only after that. ``lost(task, reason)`` makes the result that reports a task cut short
+    by the death of its worker. Closing the iterator early stops the workers.
+    """
+    return _OrderedRun(tasks, make_scan, processes, lost).run()
