@@ -325,3 +325,23 @@ def test_value_yaml_cannot_build_is_an_error() -> None:
     """``2020-13-45`` matches YAML's timestamp pattern but is no date: PyYAML raises ValueError, reported."""
     outcome = _one("title: x\ndate: 2020-13-45\n")
     assert (outcome.status, outcome.reason) == ("error", "invalid YAML: month must be in 1..12")
+
+
+def test_utf16_modifiers_load_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    """The spec's utf16le modifier (Sigma specification, modifiers appendix) is known before the first rule is
+    parsed: a rule using it loads even when it is the first rule a process reads."""
+    import subprocess
+    import sys
+
+    rule = tmp_path / "utf16.yml"
+    rule.write_text(
+        "title: t\nlogsource: {product: windows, category: process_creation}\n"
+        "detection:\n  sel:\n    CommandLine|utf16le|base64offset|contains: 'whoami'\n  condition: sel\n",
+        encoding="utf-8",
+    )
+    code = (
+        "import sys; from shellwatch.rules.loader import load_rules; "
+        f"r = load_rules([{str(rule)!r}]); print([o.status for o in r]); sys.exit(0 if r.rules else 1)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr

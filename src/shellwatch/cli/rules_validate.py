@@ -28,11 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from shellwatch.cli.display import make_console, safe_text, stderr_is_terminal
 from shellwatch.query.errors import UnsupportedQuery
-from shellwatch.rules.loader import iter_rule_files, load_rule_file
+from shellwatch.rules.loader import PARALLEL_FROM_FILES, iter_rule_files, load_rule_file
 from shellwatch.rules.outcome import LoadOutcome, Status
-
-PARALLEL_FROM_FILES = 64
-"""Below this many files, starting worker processes costs more than it saves."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,10 @@ from sigma.rule import SigmaRule
 from sigma.rule.base import SigmaYAMLLoader
 
 from shellwatch.query.errors import QueryError, UnsupportedQuery
+
+# Imported before any rule is parsed: importing it registers the spec's utf16 modifiers with pySigma, which
+# parses modifiers while building a SigmaRule.
+from shellwatch.query.sigma import logsource_support, sigma_rule_to_ir
 from shellwatch.rules.attack import threat_from_sigma_tags
 from shellwatch.rules.model import SIGMA_LEVEL_SEVERITY, Rule, RuleError, RuleSource
 from shellwatch.rules.outcome import LoadOutcome
@@ -126,9 +130,6 @@ def _rule_outcome(document: dict[str, Any], path: str, index: int) -> LoadOutcom
     if sigma_rule.errors:
         return _error(path, index, _sigma_message(sigma_rule.errors[0]), document, rule_id)
 
-    # The query front end is imported here, not at module load, so loading metadata stays cheap.
-    from shellwatch.query.sigma import sigma_rule_to_ir
-
     try:
         ir = sigma_rule_to_ir(sigma_rule)
     except UnsupportedQuery as exc:
@@ -180,7 +181,6 @@ def _rule_outcome(document: dict[str, Any], path: str, index: int) -> LoadOutcom
 
 
 def _logsource_note(sigma_rule: SigmaRule) -> str | None:
-    from shellwatch.query.sigma import logsource_support
 
     return logsource_support(sigma_rule)
 
