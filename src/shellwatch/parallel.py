@@ -2,12 +2,12 @@
 
 Each worker process builds its scanner once (the rules reach it once: inherited through ``fork``, or pickled
 with the scanner's factory for ``forkserver`` and ``spawn``), then scans the inputs it is handed one at a time and
-streams what it finds back to the parent in batches while it reads. The parent hands inputs out in order, keeping
-each worker one input ahead, and passes results on strictly in input order: the results of an input go out as
-soon as every earlier input is finished, so the same results come out in the same order whatever the number of
-workers. Results of later inputs wait in the parent; when too many wait, the parent reads only from the worker
-scanning the earliest unfinished input, and the others block on their pipes until it catches up, so memory stays
-bounded whatever the inputs hold.
+streams what it finds back to the parent in batches while it reads. The parent hands inputs out in order, in
+groups of consecutive small inputs (one message for many files), keeping each worker one group ahead, and passes
+results on strictly in input order: the results of an input go out as soon as every earlier input is finished,
+so the same results come out in the same order whatever the number of workers. Results of later inputs wait in
+the parent; when too many wait, the parent reads only from the worker scanning the earliest unfinished input,
+and the others block on their pipes until it catches up, so memory stays bounded whatever the inputs hold.
 
 A worker that dies (the parser crashing on a crafted file, the kernel's out-of-memory killer) costs the rest of
 the input it was scanning, reported through ``lost``; its other inputs go to a new worker and the run goes on.
@@ -26,7 +26,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -42,6 +42,10 @@ BATCH_RESULTS = 512
 """Results per message from a worker, at most."""
 BATCH_SECONDS = 0.25
 """A worker sends what it has at least this often, so that progress keeps moving on slow inputs."""
+GROUP_WEIGHT = 4 << 20
+"""Tasks handed to a worker at once weigh this much at most together (a heavier task goes alone)..."""
+GROUP_TASKS = 64
+"""... and are at most this many: small inputs travel in groups, so that each costs the parent little."""
 MAX_WAITING_RESULTS = 100_000
 """Results of later inputs held by the parent before it stops reading the workers scanning them."""
 FORK_MIN_BYTES = 4 << 20
@@ -106,42 +110,86 @@ def _context() -> Any:  # a multiprocessing context (its classes are not in the 
     return context
 
 
-def _worker_main(connection: Connection, make_scan: Callable[[], Scan[Any, Any]]) -> None:
-    """A worker process: build the scanner, then scan inputs until told to stop (``None``)."""
+def _worker_main(connection: Connection, make_scan: Callable[[], Scan[Any, Any]], scanning: Any) -> None:
+    """A worker process: build the scanner, then scan groups of inputs until told to stop (``None``).
+
+    ``scanning`` (shared memory) holds the index of the input being scanned, for the parent to know which input a
+    dead worker was on without a message per input.
+    """
     # Ctrl-C reaches the whole process group: the parent stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     scan = make_scan()
     # Objects made so far live as long as the worker: the collector need not walk them again and again.
     gc.freeze()
+    outbox = _Outbox(connection)
     while True:
         try:
-            message = connection.recv()
+            group = connection.recv()
         except EOFError:
             return
-        if message is None:
+        if group is None:
             return
-        index, task = message
-        batch: list[Any] = []
-        sent_at = time.monotonic()
-        try:
-            for result in scan(task):
-                batch.append(result)
-                if len(batch) >= BATCH_RESULTS or time.monotonic() - sent_at >= BATCH_SECONDS:
-                    connection.send((_PIECES, index, batch, False))
-                    batch = []
-                    sent_at = time.monotonic()
-        except Exception:
-            connection.send((_FAILED, index, traceback.format_exc(), True))
-            return
-        connection.send((_PIECES, index, batch, True))
+        for index, task in group:
+            scanning.value = index
+            batch: list[Any] = []
+            streamed = False
+            try:
+                for result in scan(task):
+                    batch.append(result)
+                    if outbox.due(len(batch)):
+                        outbox.add(index, batch, False)
+                        outbox.flush()
+                        batch = []
+                        streamed = True
+            except Exception:
+                outbox.flush()
+                connection.send((_FAILED, [(index, traceback.format_exc(), True)]))
+                return
+            outbox.add(index, batch, True)
+            # An input sent in part is finished at once: then no input but the one being scanned is ever half
+            # sent, and inputs scanned since the last message can be scanned again if the worker dies.
+            if streamed or outbox.due(0):
+                outbox.flush()
+        outbox.flush()
+
+
+class _Outbox:
+    """A worker's results not sent yet: sent together, so that many small inputs cost few messages."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.entries: list[tuple[int, list[Any], bool]] = []
+        self.count = 0
+        self.sent_at = time.monotonic()
+
+    def due(self, more: int) -> bool:
+        return self.count + more >= BATCH_RESULTS or time.monotonic() - self.sent_at >= BATCH_SECONDS
+
+    def add(self, index: int, results: list[Any], done: bool) -> None:
+        self.entries.append((index, results, done))
+        self.count += len(results)
+
+    def flush(self) -> None:
+        if self.entries:
+            self.connection.send((_PIECES, self.entries))
+        self.entries = []
+        self.count = 0
+        self.sent_at = time.monotonic()
 
 
 @dataclass(eq=False)
 class _Worker:
     process: BaseProcess
     connection: Connection
-    assigned: deque[int] = field(default_factory=deque)
-    """Tasks handed to the worker, in order; the first is the one it is scanning."""
+    scanning: Any
+    """Shared memory: the index of the task the worker is scanning (-1 before the first)."""
+    groups: deque[deque[int]] = field(default_factory=deque)
+    """Groups of tasks handed to the worker and not done, in order; the first task of the first group is the one
+    it is scanning."""
+
+    @property
+    def current(self) -> int | None:
+        return self.groups[0][0] if self.groups else None
 
 
 class _OrderedRun(Generic[TaskT, ResultT]):
@@ -153,11 +201,13 @@ class _OrderedRun(Generic[TaskT, ResultT]):
         make_scan: Callable[[], Scan[TaskT, ResultT]],
         processes: int,
         lost: Callable[[TaskT, str], ResultT],
+        weights: Sequence[int | None] | None,
     ) -> None:
         self.tasks = tasks
         self.make_scan = make_scan
         self.processes = processes
         self.lost = lost
+        self.weights = weights
         self.context = _context()
         self.workers: list[_Worker] = []
         self.unassigned: deque[int] = deque(range(len(tasks)))
@@ -167,7 +217,7 @@ class _OrderedRun(Generic[TaskT, ResultT]):
         self.head = 0
         """The first task whose results have not all been passed on."""
 
-    def run(self) -> Iterator[tuple[int, list[ResultT], bool]]:
+    def run(self) -> Generator[tuple[int, list[ResultT], bool], None, None]:
         completed = False
         try:
             for _ in range(self.processes):
@@ -182,29 +232,44 @@ class _OrderedRun(Generic[TaskT, ResultT]):
 
     def _start_worker(self) -> None:
         parent_end, child_end = self.context.Pipe(duplex=True)
+        scanning = self.context.RawValue("q", -1)
         process = self.context.Process(
-            target=_worker_main, args=(child_end, self.make_scan), name="shellwatch-worker", daemon=True
+            target=_worker_main, args=(child_end, self.make_scan, scanning), name="shellwatch-worker", daemon=True
         )
         process.start()
         child_end.close()
-        worker = _Worker(process, parent_end)
+        worker = _Worker(process, parent_end, scanning)
         self.workers.append(worker)
-        # Two inputs each: one to scan, one to start on at once when it is done.
+        # Two groups each: one to scan, one to start on at once when it is done.
         self._assign(worker)
         self._assign(worker)
 
     def _assign(self, worker: _Worker) -> None:
-        if not self.unassigned:
+        """Hand the worker the next group: consecutive tasks up to :data:`GROUP_WEIGHT` (a heavier task alone)
+        and :data:`GROUP_TASKS`."""
+        group: deque[int] = deque()
+        weight = 0
+        while self.unassigned and len(group) < GROUP_TASKS and weight < GROUP_WEIGHT:
+            index = self.unassigned[0]
+            task_weight = self.weights[index] if self.weights is not None else None
+            task_weight = GROUP_WEIGHT if task_weight is None else task_weight
+            if group and weight + task_weight > GROUP_WEIGHT:
+                break
+            self.unassigned.popleft()
+            group.append(index)
+            weight += task_weight
+        if not group:
             return
-        index = self.unassigned.popleft()
-        worker.assigned.append(index)
-        worker.connection.send((index, self.tasks[index]))
+        worker.groups.append(group)
+        # A worker that died is found by the parent's next read, which hands its tasks on.
+        with contextlib.suppress(OSError):
+            worker.connection.send([(index, self.tasks[index]) for index in group])
 
     def _watched(self) -> list[Connection]:
-        busy = [worker for worker in self.workers if worker.assigned]
+        busy = [worker for worker in self.workers if worker.groups]
         if self.waiting_count >= MAX_WAITING_RESULTS:
             # Backpressure: only the worker scanning the earliest unfinished task is read; the others block.
-            busy = [worker for worker in busy if worker.assigned[0] == self.head] or busy
+            busy = [worker for worker in busy if worker.current == self.head] or busy
         return [worker.connection for worker in busy]
 
     def _worker_of(self, connection: Any) -> _Worker:
@@ -212,33 +277,40 @@ class _OrderedRun(Generic[TaskT, ResultT]):
 
     def _receive(self, worker: _Worker) -> None:
         try:
-            kind, index, payload, done = worker.connection.recv()
+            kind, entries = worker.connection.recv()
         except (EOFError, OSError):
             self._replace_dead(worker)
             return
         if kind == _FAILED:
-            raise WorkerError(f"a worker failed on input {index} ({self.tasks[index]!r}):\n{payload}")
-        if payload:
-            self.waiting.setdefault(index, []).append(payload)
-            self.waiting_count += len(payload)
-        if done:
-            self.finished.add(index)
-            worker.assigned.popleft()
-            self._assign(worker)
+            index, text, _ = entries[0]
+            raise WorkerError(f"a worker failed on input {index} ({self.tasks[index]!r}):\n{text}")
+        for index, results, done in entries:
+            if results:
+                self.waiting.setdefault(index, []).append(results)
+                self.waiting_count += len(results)
+            if done:
+                self.finished.add(index)
+                group = worker.groups[0]
+                group.popleft()
+                if not group:
+                    worker.groups.popleft()
+                    self._assign(worker)
 
     def _replace_dead(self, worker: _Worker) -> None:
         worker.process.join(timeout=5)
         worker.connection.close()
         self.workers.remove(worker)
-        if worker.assigned:
-            index = worker.assigned.popleft()
+        not_done = [index for group in worker.groups for index in group]
+        crashed = worker.scanning.value
+        if crashed in not_done:
             code = worker.process.exitcode
             reason = f"worker process ended (exit code {code}) while reading this input; the rest of it is skipped"
-            self.waiting.setdefault(index, []).append([self.lost(self.tasks[index], reason)])
+            self.waiting.setdefault(crashed, []).append([self.lost(self.tasks[crashed], reason)])
             self.waiting_count += 1
-            self.finished.add(index)
-            # Its other tasks go back first in line, in order.
-            self.unassigned.extendleft(reversed(worker.assigned))
+            self.finished.add(crashed)
+            not_done.remove(crashed)
+        # Nothing of the others reached the parent (see _worker_main): they are scanned again, first in line.
+        self.unassigned.extendleft(reversed(not_done))
         if self.unassigned:
             self._start_worker()
 
@@ -275,13 +347,15 @@ def scan_in_order(
     make_scan: Callable[[], Scan[TaskT, ResultT]],
     processes: int,
     lost: Callable[[TaskT, str], ResultT],
-) -> Iterator[tuple[int, list[ResultT], bool]]:
+    weights: Sequence[int | None] | None = None,
+) -> Generator[tuple[int, list[ResultT], bool], None, None]:
     """Scan ``tasks`` in ``processes`` worker processes; yield ``(task index, results, finished)`` in task order.
 
     ``make_scan`` runs once in each worker and returns the function that scans one task; for ``forkserver`` and
     ``spawn`` it must pickle (a module-level function, or a :func:`functools.partial` of one). Each task's results
     come in one or more batches, in the order its scan yielded them, then ``(index, [], True)`` once it is done;
     task ``i + 1`` starts only after that. ``lost(task, reason)`` makes the result that reports a task cut short
-    by the death of its worker. Closing the iterator early stops the workers.
+    by the death of its worker. ``weights`` (e.g. input sizes; None: heavy) lets small tasks travel to the workers
+    in groups. Closing the iterator early stops the workers.
     """
-    return _OrderedRun(tasks, make_scan, processes, lost).run()
+    return _OrderedRun(tasks, make_scan, processes, lost, weights).run()

@@ -141,7 +141,7 @@ class InputScanner:
         problems: list[ReadProblem] = []
         by_source: dict[str, int] = {}
         records = in_window = 0
-        prefilter = self._prefilter
+        may_match = self._prefilter.may_match if self._prefilter is not None else None
         start, end = self.settings.start, self.settings.end
         windowed = start is not None or end is not None
         matching = self.rules.matching
@@ -154,12 +154,12 @@ class InputScanner:
                 by_source = {}
                 records = in_window = 0
             records += 1
-            if prefilter is not None and record.shape == "windows_event":
+            if may_match is not None and record.shape == "windows_event":
                 try:
                     event_class = windows_event_class(record.data)
                 except Exception:  # left to the normalizer, which reports it in the event
                     event_class = None
-                if event_class is not None and not prefilter.may_match(event_class):
+                if event_class is not None and not may_match(event_class):
                     family = event_class.family
                     by_source[family] = by_source.get(family, 0) + 1
                     in_window += 1
@@ -217,7 +217,8 @@ def _scan_in_workers(
     rules: RuleSet, settings: ScanSettings, inputs: Sequence[Input], processes: int
 ) -> Generator[ScanResult | _InputDone, None, None]:
     make_scan = partial(_worker_scanner, rules.rules, settings)
-    for index, results, finished in scan_in_order(inputs, make_scan, processes, _lost_input):
+    sizes = [item.size for item in inputs]
+    for index, results, finished in scan_in_order(inputs, make_scan, processes, _lost_input, sizes):
         yield from results
         if finished:
             yield _InputDone(index)

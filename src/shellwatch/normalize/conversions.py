@@ -8,6 +8,7 @@ run these with ``ignore_failure``, so the field is then simply not set).
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 _LONG_MIN = -(1 << 63)
 _LONG_MAX = (1 << 63) - 1
@@ -33,6 +34,9 @@ def es_convert_long(text: str) -> int | None:
     Elasticsearch's ConvertProcessor decodes ``0x``/``-0x`` with ``Long.decode`` and everything else with
     ``Long.parseLong``.
     """
+    # Plain decimal digits (ids as evtx renders them): up to 18 of them always fit.
+    if len(text) < 19 and text.isdigit() and text.isascii():
+        return int(text)
     if text.startswith("0x") or text.startswith("-0x"):
         negative = text[0] == "-"
         value = _ascii_digits(text[3:] if negative else text[2:], 16)
@@ -79,6 +83,7 @@ def es_convert_boolean(text: str) -> bool | None:
     return None
 
 
+@lru_cache(maxsize=4096)  # addresses repeat from event to event; parsing one is costly
 def es_convert_ip(text: str) -> str | None:
     """The ``convert`` processor with ``type: ip``: the text itself when it is an IPv4 or IPv6 address."""
     try:

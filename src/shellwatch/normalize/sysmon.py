@@ -14,7 +14,7 @@ names (the DNS status code table), ``dns.question.registered_domain`` and friend
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from shellwatch.ecs import Event
 from shellwatch.normalize.command_line import command_line_to_argv
@@ -104,6 +104,25 @@ _PE_FIELDS: Final = (
 )
 
 _FILE_PATH_FIELDS: Final = ("TargetFilename", "Device")
+# The event data fields the file and network steps read.
+_FILE_SOURCES: Final = frozenset((*_FILE_PATH_FIELDS, "PipeName", "ImageLoaded", "Signature", "SignatureStatus"))
+_NETWORK_SOURCES: Final = frozenset(
+    (
+        "Protocol",
+        "DestinationPortName",
+        "SourcePortName",
+        "SourceIp",
+        "DestinationIp",
+        "SourceHostname",
+        "DestinationHostname",
+        "SourcePort",
+        "DestinationPort",
+        "QueryName",
+        "Initiated",
+        "SourceIsIpv6",
+        "QueryResults",
+    )
+)
 
 _REGISTRY_CODES: Final = frozenset(("12", "13", "14"))
 _REGISTRY_HIVES: Final = {
@@ -218,8 +237,11 @@ def map_sysmon(event: Event, data: dict[str, str], code: str) -> None:
     if hashes is not None:
         _map_hashes(event, hashes, code)
     _map_process(event, present, code)
-    _map_file(event, present, code)
-    _map_network(event, present, code)
+    # The file and network steps write nothing for an event without any of their fields.
+    if code == "7" or not _FILE_SOURCES.isdisjoint(present):
+        _map_file(event, present, code)
+    if code == "22" or not _NETWORK_SOURCES.isdisjoint(present):
+        _map_network(event, present, code)
     _map_user(event, present)
     if "Archived" in present:
         _set_boolean(event, "sysmon.file.archived", present["Archived"])
@@ -243,6 +265,20 @@ def _set_boolean(event: Event, field: str, text: str) -> None:
 
 
 def _map_hashes(event: Event, hashes: str, code: str) -> None:
+    target = "process" if code in _PROCESS_HASH_CODES else "file" if code in _FILE_HASH_CODES else ""
+    key = (hashes, target)
+    mapped = _HASHES.get(key)
+    if mapped is None:
+        mapped = _hash_fields(hashes, target)
+        _remember(_HASHES, key, mapped, len(hashes))
+    related, fields = mapped
+    if related:
+        event["related.hash"] = list(related)
+        event.update(fields)
+
+
+def _hash_fields(hashes: str, target: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """``related.hash`` and the ``{target}.hash.*`` / ``{target}.pe.imphash`` fields of a Hashes value."""
     # kv processor (field_split ",", value_split "="), keys and values lower-cased, empty/all-zero dropped.
     found: dict[str, str] = {}
     for pair in hashes.split(","):
@@ -253,20 +289,38 @@ def _map_hashes(event: Event, hashes: str, code: str) -> None:
         if not value.strip("0"):
             continue
         found[key.lower()] = value
-    if not found:
+    fields: list[tuple[str, str]] = []
+    if target:
+        for key, value in found.items():
+            fields.append((f"{target}.pe.imphash" if key == "imphash" else f"{target}.hash.{key}", value))
+    return tuple(found.values()), tuple(fields)
+
+
+def _argv(command_line: str) -> list[str]:
+    args = _ARGV.get(command_line)
+    if args is None:
+        args = tuple(command_line_to_argv(command_line))
+        _remember(_ARGV, command_line, args, len(command_line))
+    return list(args)
+
+
+# Pure functions of values that repeat across events (the same programs start again and again, with the same
+# parent command lines and hashes): computed once per distinct value. Bounded in count and in text length,
+# since the values come from the logs.
+_MEMO_LIMIT = 4096
+_MEMO_TEXT_LIMIT = 2048
+_HASHES: dict[tuple[str, str], tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
+_ARGV: dict[str, tuple[str, ...]] = {}
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
+
+
+def _remember(memo: dict[_Key, _Value], key: _Key, value: _Value, text_length: int) -> None:
+    if text_length > _MEMO_TEXT_LIMIT:
         return
-    event["related.hash"] = list(found.values())
-    if code in _PROCESS_HASH_CODES:
-        target = "process"
-    elif code in _FILE_HASH_CODES:
-        target = "file"
-    else:
-        return
-    for key, value in found.items():
-        if key == "imphash":
-            event[f"{target}.pe.imphash"] = value
-        else:
-            event[f"{target}.hash.{key}"] = value
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
 
 
 def _map_process(event: Event, present: dict[str, str], code: str) -> None:
@@ -288,12 +342,12 @@ def _map_process(event: Event, present: dict[str, str], code: str) -> None:
 
     command_line = event.get("process.command_line")
     if command_line:
-        args = command_line_to_argv(command_line)
+        args = _argv(command_line)
         event["process.args"] = args
         event["process.args_count"] = len(args)
     parent_command_line = event.get("process.parent.command_line")
     if parent_command_line:
-        parent_args = command_line_to_argv(parent_command_line)
+        parent_args = _argv(parent_command_line)
         event["process.parent.args"] = parent_args
         event["process.parent.args_count"] = len(parent_args)
 

@@ -39,7 +39,14 @@ def sysmon_utc_time(text: str) -> str | None:
     """Sysmon's ``UtcTime`` (``yyyy-MM-dd HH:mm:ss.SSS``, UTC) as ISO 8601 UTC, or ``None`` when malformed."""
     if len(text) == 23 and text[10] == " " and text[19] == "." and _looks_like_date_time(text):
         candidate = f"{text[:10]}T{text[11:]}Z"
-        return candidate if _parse_text(candidate) is not None else None
+        if candidate[0].isspace():
+            return candidate if _parse_text(candidate) is not None else None
+        # What _parse_text decides for this shape: a UTC date-time is valid when Python can read it.
+        try:
+            datetime.fromisoformat(candidate)
+        except ValueError:
+            return None
+        return candidate
     return None
 
 

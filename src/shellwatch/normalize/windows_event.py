@@ -15,6 +15,7 @@ account name behind ``winlog.user.identifier``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Final
 
 from shellwatch.ecs import Event
@@ -218,12 +219,25 @@ def event_parts(
     system = root.get("System")
     if not isinstance(system, dict):
         system = {}
-    provider_attributes = _attributes(system.get("Provider"))
+    # _attributes and _event_id, written out: this runs for every event a hunt reads.
+    provider_attributes: Mapping[str, Any] = _NO_ATTRIBUTES
+    provider_element = system.get("Provider")
+    if isinstance(provider_element, dict):
+        attributes = provider_element.get("#attributes")
+        if isinstance(attributes, dict):
+            provider_attributes = attributes
     provider = provider_attributes.get("Name") or provider_attributes.get("EventSourceName")
-    provider = provider if isinstance(provider, str) else None
+    if not isinstance(provider, str):
+        provider = None
     channel = system.get("Channel")
-    channel = channel if isinstance(channel, str) and channel else None
-    return root, system, provider_attributes, provider, channel, _event_id(system.get("EventID"))
+    if not isinstance(channel, str) or not channel:
+        channel = None
+    event_id = system.get("EventID")
+    code = str(event_id) if type(event_id) is int else _event_id(event_id)
+    return root, system, provider_attributes, provider, channel, code
+
+
+_NO_ATTRIBUTES: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
 def identity_fields(provider: str | None, channel: str | None, code: str | None) -> dict[str, Any]:

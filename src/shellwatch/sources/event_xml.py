@@ -166,9 +166,7 @@ def _refuse_unparsed_entity(
     raise EntitiesForbidden(name, None, base, system_id, public_id, notation)
 
 
-def _refuse_external_reference(
-    context: str, base: str | None, system_id: str | None, public_id: str | None
-) -> int:
+def _refuse_external_reference(context: str, base: str | None, system_id: str | None, public_id: str | None) -> int:
     raise ExternalReferenceForbidden(context, base, system_id, public_id)
 
 

@@ -108,11 +108,10 @@ class _Ledger:
         return True
 
 
-def _read_with_parser(
-    parser: Any, display: str, ledger: _Ledger, on_problem: ProblemSink
-) -> Iterator[RawRecord]:
+def _read_with_parser(parser: Any, display: str, ledger: _Ledger, on_problem: ProblemSink) -> Iterator[RawRecord]:
     records = parser.records_json()
     runs = ledger.runs
+    loads = orjson.loads
     run_start = run_end = -2  # no run yet: no record id is -1
     while True:
         try:
@@ -126,7 +125,14 @@ def _read_with_parser(
                     if run_start >= 0:
                         runs.append((run_start, run_end))
                     run_start = run_end = record_id
-                data = _event_data(item["data"], display, record_id, on_problem)
+                # _event_data, written out: this runs for every record of every file.
+                text = item["data"]
+                try:
+                    data = loads(text)
+                except orjson.JSONDecodeError:
+                    data = _lenient_json(text, display, record_id, on_problem)
+                if data is not None and "Event" not in data:
+                    data = _rerooted(data, display, record_id, on_problem)
                 if data is not None:
                     yield RawRecord(data, "windows_event", Origin(display, record_id))
             break
@@ -147,9 +153,7 @@ def _event_data(text: str, display: str, record_id: int, on_problem: ProblemSink
     return _rerooted(data, display, record_id, on_problem)
 
 
-def _rerooted(
-    data: dict[str, Any], display: str, record_id: int, on_problem: ProblemSink
-) -> dict[str, Any] | None:
+def _rerooted(data: dict[str, Any], display: str, record_id: int, on_problem: ProblemSink) -> dict[str, Any] | None:
     """A record whose root element name is damaged, under ``Event`` again, or None when it has no root.
 
     Element names are stored once per chunk and shared by its records: one damaged byte there renames the root
@@ -266,9 +270,7 @@ def _damaged_chunks(file: IO[bytes], ledger: _Ledger) -> Iterator[tuple[int, byt
             slot += 1
             continue
         accounted = (
-            header is not None
-            and header.is_consistent
-            and ledger.covers(header.first_record_id, header.last_record_id)
+            header is not None and header.is_consistent and ledger.covers(header.first_record_id, header.last_record_id)
         )
         if not accounted:
             chunk = head + file.read(CHUNK_SIZE - len(head))
@@ -286,16 +288,12 @@ def _describe_damage(slot: int, chunk: bytes, layout: ChunkLayout, ledger: _Ledg
     gaps = list(layout.gaps)
     if layout.header is None:
         if not layout.records:
-            reasons.append(
-                f"{where}: not a valid chunk (bad header magic) and no record found in it; skipped"
-            )
+            reasons.append(f"{where}: not a valid chunk (bad header magic) and no record found in it; skipped")
             return reasons
         first, last = layout.records[0], layout.records[-1]
         lost = ""
         if gaps and gaps[0].start == CHUNK_HEADER_SIZE:
-            lost = (
-                f"; chunk bytes {CHUNK_HEADER_SIZE:#x}-{first.offset:#x} before them hold no readable record"
-            )
+            lost = f"; chunk bytes {CHUNK_HEADER_SIZE:#x}-{first.offset:#x} before them hold no readable record"
             gaps.pop(0)
         reasons.append(
             f"{where}: chunk header damaged; records {_id_range(first.record_id, last.record_id)} "
@@ -308,9 +306,7 @@ def _describe_damage(slot: int, chunk: bytes, layout: ChunkLayout, ledger: _Ledg
         if before and after and after[0] > before[-1] + 1:
             lost_ids = f"; records {_id_range(before[-1] + 1, after[0] - 1)} lost"
         resumes = f"; reading resumes at record {after[0]}" if after else ""
-        reasons.append(
-            f"{where}: chunk bytes {gap.start:#x}-{gap.end:#x} hold no readable record{lost_ids}{resumes}"
-        )
+        reasons.append(f"{where}: chunk bytes {gap.start:#x}-{gap.end:#x} hold no readable record{lost_ids}{resumes}")
     if layout.lost_from is not None and layout.header is not None:
         first_lost = layout.records[-1].record_id + 1 if layout.records else layout.header.first_record_id
         # The parser may have read a record the walk rejects (a zeroed tail still renders): it was yielded.
@@ -334,9 +330,7 @@ def _read_repaired(
     if not repairs:
         return
     repaired_ids = frozenset().union(*(repair.repaired_ids for repair in repairs))
-    parser = PyEvtxParser(
-        io.BytesIO(file_of_chunks([repair.chunk for repair in repairs])), number_of_threads=1
-    )
+    parser = PyEvtxParser(io.BytesIO(file_of_chunks([repair.chunk for repair in repairs])), number_of_threads=1)
     records: Any = parser.records_json()  # yields dicts, raises RuntimeError per damaged record
     failures: list[tuple[int, str]] = []
     while True:
@@ -354,17 +348,13 @@ def _read_repaired(
             failure = _repaired_parser_error(str(error), ledger, repaired_ids)
             if failure is None:
                 slots = ", ".join(str(repair.slot) for repair in repairs)
-                on_problem(
-                    ReadProblem(Origin(display), f"repaired chunks {slots} could not be read: {error}")
-                )
+                on_problem(ReadProblem(Origin(display), f"repaired chunks {slots} could not be read: {error}"))
             elif failure[0] != FILLER_RECORD_ID:
                 failures.append(failure)
     _report_failures(failures, display, on_problem)
 
 
-def _repaired_parser_error(
-    message: str, ledger: _Ledger, repaired_ids: frozenset[int]
-) -> tuple[int, str] | None:
+def _repaired_parser_error(message: str, ledger: _Ledger, repaired_ids: frozenset[int]) -> tuple[int, str] | None:
     """The record id and reason of a record the parser failed on in a repaired chunk (the filler's id for
     errors to ignore), or None for an error that names no record."""
     match = _RECORD_ERROR.match(message)

@@ -114,9 +114,7 @@ def _element_object(element: XmlElement, in_data_container: bool, text: str | No
     if text is not None:
         out["#text"] = scalar(text)
     children = [child for child in element.children if not isinstance(child, str)]
-    named_data = in_data_container and any(
-        child.name == "Data" and child.attributes.get("Name") for child in children
-    )
+    named_data = in_data_container and any(child.name == "Data" and child.attributes.get("Name") for child in children)
     data_elements = [child for child in children if child.name == "Data"] if in_data_container else []
     positional_done = False
     seen_names: dict[str, int] = {}

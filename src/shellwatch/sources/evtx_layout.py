@@ -162,9 +162,7 @@ def scan_chunk(chunk: bytes) -> ChunkLayout:
     return layout
 
 
-def _record_header_at(
-    chunk: bytes, offset: int, end: int, low_id: int, high_id: int | None
-) -> tuple[int, int] | None:
+def _record_header_at(chunk: bytes, offset: int, end: int, low_id: int, high_id: int | None) -> tuple[int, int] | None:
     """The size and id of the record at ``offset`` when its header is usable as the parser uses it (magic,
     size within the chunk, id in range). Its trailing size copy is not required: a record whose tail was
     zeroed still has a trustworthy extent, and the parser reads what is left of it."""
@@ -178,9 +176,7 @@ def _record_header_at(
     return size, record_id
 
 
-def _intact_record_at(
-    chunk: bytes, offset: int, end: int, low_id: int, high_id: int | None
-) -> tuple[int, int] | None:
+def _intact_record_at(chunk: bytes, offset: int, end: int, low_id: int, high_id: int | None) -> tuple[int, int] | None:
     """Like :func:`_record_header_at`, and the trailing size copy matches: the test for resuming after damage,
     where a lone ``**\\0\\0`` inside record data must not be taken for a record."""
     found = _record_header_at(chunk, offset, end, low_id, high_id)
@@ -189,9 +185,7 @@ def _intact_record_at(
     return found
 
 
-def _next_intact_record(
-    chunk: bytes, start: int, end: int, low_id: int, high_id: int | None
-) -> tuple[int, int] | None:
+def _next_intact_record(chunk: bytes, start: int, end: int, low_id: int, high_id: int | None) -> tuple[int, int] | None:
     position = chunk.find(_RECORD_MAGIC, start, end)
     while position >= 0:
         found = _intact_record_at(chunk, position, end, low_id, high_id)
@@ -249,7 +243,5 @@ def file_of_chunks(chunks: list[bytes]) -> bytes:
     """An EVTX file holding the given chunks, behind a minimal file header (the parser checks only its magic
     and uses its chunk count to tell the end of the file)."""
     header = bytearray(FILE_HEADER_SIZE)
-    struct.pack_into(
-        "<8sQQQIHHHH", header, 0, _FILE_MAGIC, 0, len(chunks) - 1, 0, 128, 1, 3, 4096, len(chunks)
-    )
+    struct.pack_into("<8sQQQIHHHH", header, 0, _FILE_MAGIC, 0, len(chunks) - 1, 0, 128, 1, 3, 4096, len(chunks))
     return bytes(header) + b"".join(chunks)

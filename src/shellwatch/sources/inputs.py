@@ -25,9 +25,7 @@ class Input:
     size: int | None
 
 
-def list_inputs(
-    paths: Sequence[str], *, on_problem: Callable[[ReadProblem], None] | None = None
-) -> list[Input]:
+def list_inputs(paths: Sequence[str], *, on_problem: Callable[[ReadProblem], None] | None = None) -> list[Input]:
     """Every input the paths name, in reading order. Paths that do not exist or cannot be listed are reported
     through ``on_problem`` (or ignored when it is None)."""
     return list(iter_inputs(paths, on_problem or _ignore))
@@ -51,9 +49,7 @@ def iter_inputs(paths: Sequence[str], on_problem: Callable[[ReadProblem], None])
             yield Input(path, status.st_size if stat.S_ISREG(status.st_mode) else None)
 
 
-def _walk(
-    directory: str, on_problem: Callable[[ReadProblem], None], visited: set[tuple[int, int]]
-) -> Iterator[Input]:
+def _walk(directory: str, on_problem: Callable[[ReadProblem], None], visited: set[tuple[int, int]]) -> Iterator[Input]:
     try:
         with os.scandir(directory) as listing:
             entries = sorted(listing, key=lambda entry: entry.name)

@@ -130,11 +130,7 @@ def _records(value: Any, display: str, line: int, on_problem: ProblemSink) -> It
         if isinstance(item, dict):
             yield RawRecord(item, _shape(item), Origin(display, line=line))
         else:
-            on_problem(
-                ReadProblem(
-                    Origin(display, line=line), f"JSON {type(item).__name__} is not an object; skipped"
-                )
-            )
+            on_problem(ReadProblem(Origin(display, line=line), f"JSON {type(item).__name__} is not an object; skipped"))
 
 
 def _shape(document: dict[str, Any]) -> RecordShape:
@@ -208,9 +204,7 @@ class _ValueScanner:
                 elif kind == b"]" and self._in_array:
                     self._in_array = False
                 else:
-                    self._problem(
-                        line_number, "unexpected text outside a JSON value; skipped to the next value"
-                    )
+                    self._problem(line_number, "unexpected text outside a JSON value; skipped to the next value")
                     return
                 continue
             position = token.end()

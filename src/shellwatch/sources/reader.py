@@ -79,7 +79,10 @@ def _read_stream(
             on_problem(ReadProblem(Origin(display), f"archive nested more than {MAX_NESTING} deep; skipped"))
             return
         if sniffed.format == "evtx":
-            yield from _read_evtx(stream, display, file_path, on_problem)
+            if file_path is not None:
+                yield from read_evtx(file_path, display, on_problem)
+            else:
+                yield from _read_evtx_copy(stream, display, on_problem)
         elif sniffed.format == "gzip":
             with gzip.GzipFile(fileobj=stream, mode="rb") as inner:
                 yield from _read_stream(inner, display, None, on_problem, nesting + 1)  # type: ignore[arg-type]
@@ -95,19 +98,13 @@ def _read_stream(
         elif sniffed.format == "empty":
             on_problem(ReadProblem(Origin(display), "empty input"))
         else:
-            on_problem(
-                ReadProblem(Origin(display), "unrecognized format (not EVTX, event XML, JSON or an archive)")
-            )
+            on_problem(ReadProblem(Origin(display), "unrecognized format (not EVTX, event XML, JSON or an archive)"))
     except Exception as error:  # a corrupt archive, a truncated gzip stream, an I/O error: report, go on
         on_problem(ReadProblem(Origin(display), f"read error: {type(error).__name__}: {error}"))
 
 
-def _read_evtx(
-    stream: IO[bytes], display: str, file_path: str | None, on_problem: ProblemSink
-) -> Iterator[RawRecord]:
-    if file_path is not None:
-        yield from read_evtx(file_path, display, on_problem)
-        return
+def _read_evtx_copy(stream: IO[bytes], display: str, on_problem: ProblemSink) -> Iterator[RawRecord]:
+    # The parser needs a file it can seek in: a stream (gzip member, stdin) is copied to one first.
     with spool(stream) as copy:
         yield from read_evtx(copy, display, on_problem)
 

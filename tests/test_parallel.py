@@ -1,0 +1,181 @@
+"""Hunting with worker processes gives exactly what hunting in-process gives: the same alerts (ids and order), the
+same problems in the same order, the same counts; and the ordered merge of shellwatch.parallel survives workers
+that die or fail."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import shared_path
+from shellwatch import parallel
+from shellwatch.engine.ruleset import RuleSet
+from shellwatch.parallel import WorkerError, scan_in_order, worker_count
+from shellwatch.pipeline import HuntStats, hunt
+from shellwatch.rules.loader import load_bundled_rules
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def run(paths: list[str], workers: int | None) -> tuple[list[dict[str, Any]], HuntStats, list[str]]:
+    stats = HuntStats()
+    problems: list[str] = []
+    rules = RuleSet(load_bundled_rules().rules)
+    alerts = list(hunt(paths, rules, stats=stats, on_problem=lambda p: problems.append(str(p)), workers=workers))
+    return alerts, stats, problems
+
+
+def counts(stats: HuntStats) -> dict[str, Any]:
+    return {
+        "inputs": stats.inputs,
+        "input_bytes": stats.input_bytes,
+        "inputs_done": stats.inputs_done,
+        "bytes_done": stats.bytes_done,
+        "records": stats.records,
+        "events_in_window": stats.events_in_window,
+        "by_source": list(stats.by_source.items()),
+        "alerts": stats.alerts,
+        "duplicates": stats.duplicates,
+        "alerts_by_rule": dict(stats.alerts_by_rule),
+        "problems": [str(p) for p in stats.problems],
+    }
+
+
+def assert_same_hunt(paths: list[str]) -> tuple[list[dict[str, Any]], HuntStats, list[str]]:
+    alerts_1, stats_1, problems_1 = run(paths, workers=1)
+    alerts_2, stats_2, problems_2 = run(paths, workers=2)
+    assert stats_1.workers == 1
+    assert stats_2.workers == 2, "the hunt with workers=2 ran in-process: nothing compared"
+    assert [a["kibana.alert.uuid"] for a in alerts_2] == [a["kibana.alert.uuid"] for a in alerts_1]
+    assert [a["shellwatch.origin"] for a in alerts_2] == [a["shellwatch.origin"] for a in alerts_1]
+    assert problems_2 == problems_1
+    assert counts(stats_2) == counts(stats_1)
+    return alerts_1, stats_1, problems_1
+
+
+def test_samples_same_alerts_with_one_and_two_workers() -> None:
+    """The bundled samples (no ../shared needed): alerts from several inputs, merged in input order."""
+    alerts, stats, _ = assert_same_hunt([str(SAMPLES)])
+    assert alerts and stats.inputs >= 2
+    listing = [str(path) for path in sorted(SAMPLES.iterdir())]
+    positions = [listing.index(alert["shellwatch.origin"]["path"]) for alert in alerts]
+    assert positions == sorted(positions) and len(set(positions)) >= 2
+
+
+def test_corpus_same_alerts_problems_and_counts_with_one_and_two_workers() -> None:
+    """Real logs: web-shell traces (alerts), damaged EVTX files (problems), a log named twice (duplicates)."""
+    lateral = shared_path("corpus", "evtx-attack-samples", "Lateral Movement")
+    damaged = shared_path("corpus", "omerbenamram-evtx", "samples")
+    hayabusa = shared_path("corpus", "hayabusa-sample-evtx")
+    trace = lateral / "LM_typical_IIS_webshell_sysmon_1_10_traces.evtx"
+    paths = [str(lateral), str(damaged), str(SAMPLES), str(hayabusa), str(trace)]
+    alerts, stats, problems = assert_same_hunt(paths)
+    assert alerts and problems and stats.duplicates > 0
+    assert stats.records > 10_000
+
+
+def test_spawned_workers_give_the_same_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where fork is not used (threads running, macOS, Windows) the rules and settings travel pickled."""
+    expected, expected_stats, _ = run([str(SAMPLES)], workers=1)
+    monkeypatch.setattr(parallel, "_start_method", lambda: "spawn")
+    alerts, stats, _ = run([str(SAMPLES)], workers=2)
+    assert stats.workers == 2
+    assert [a["kibana.alert.uuid"] for a in alerts] == [a["kibana.alert.uuid"] for a in expected]
+    assert counts(stats) == counts(expected_stats)
+
+
+def test_small_inputs_stay_in_process_by_default() -> None:
+    _, stats, _ = run([str(SAMPLES / "web01-sysmon.xml"), str(SAMPLES / "web02-security.xml")], workers=None)
+    assert stats.workers == 1
+
+
+def test_worker_count() -> None:
+    assert worker_count(4, inputs=1, total_bytes=10**9) == 1
+    assert worker_count(4, inputs=3, total_bytes=0) == 3
+    assert worker_count(None, inputs=100, total_bytes=0) == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        worker_count(0, inputs=3, total_bytes=0)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The ordered merge itself, with toy scans (module-level: they must reach the workers).
+
+
+def _three_results(task: int) -> Iterator[str]:
+    for part in range(3):
+        yield f"{task}.{part}"
+
+
+def _make_three_results() -> Any:
+    return _three_results
+
+
+def _dies_on_five(task: int) -> Iterator[str]:
+    if task == 5:
+        os._exit(3)
+    yield from _three_results(task)
+
+
+def _make_dies_on_five() -> Any:
+    return _dies_on_five
+
+
+def _fails_on_two(task: int) -> Iterator[str]:
+    if task == 2:
+        raise ValueError("scanner bug")
+    yield from _three_results(task)
+
+
+def _make_fails_on_two() -> Any:
+    return _fails_on_two
+
+
+def _lost(task: int, reason: str) -> str:
+    return f"{task} lost: {reason}"
+
+
+def collect(
+    make_scan: Any, tasks: int, processes: int, weights: list[int | None] | None = None
+) -> list[tuple[int, str | None]]:
+    out: list[tuple[int, str | None]] = []
+    for index, results, finished in scan_in_order(list(range(tasks)), make_scan, processes, _lost, weights):
+        out.extend((index, result) for result in results)
+        if finished:
+            out.append((index, None))
+    return out
+
+
+@pytest.mark.parametrize("weights", [None, [1] * 20, [1, None] * 10], ids=["one by one", "grouped", "mixed"])
+def test_results_come_in_task_order(weights: list[int | None] | None) -> None:
+    expected = [(task, item) for task in range(20) for item in [*_three_results(task), None]]
+    assert collect(_make_three_results, 20, 3, weights) == expected
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("weights", [None, [1] * 12], ids=["one by one", "grouped"])
+def test_a_dead_worker_costs_only_its_input(weights: list[int | None] | None) -> None:
+    out = collect(_make_dies_on_five, 12, 2, weights)
+    assert [item for task, item in out if task == 5] == [
+        "5 lost: worker process ended (exit code 3) while reading this input; the rest of it is skipped",
+        None,
+    ]
+    for task in (*range(5), *range(6, 12)):
+        assert [item for index, item in out if index == task] == [*_three_results(task), None]
+
+
+def test_a_failing_scanner_stops_the_run() -> None:
+    with pytest.raises(WorkerError, match="scanner bug"):
+        collect(_make_fails_on_two, 6, 2)
+    assert multiprocessing.active_children() == []
+
+
+def test_closing_early_stops_the_workers() -> None:
+    results = scan_in_order(list(range(50)), _make_three_results, 2, _lost)
+    assert next(results)[0] == 0
+    results.close()
+    assert multiprocessing.active_children() == []

@@ -1,0 +1,198 @@
+"""Rules decided per event class (shellwatch.prefilter over shellwatch.normalize.event_class).
+
+Skipping the normalization of an event is only sound if the fields its class settles are exactly those the
+normalizers write: the corpus test below checks every raw Windows event of the corpus against its class. The hunt
+test checks the end result: the same alerts and counts with the prefilter (no time window) as without it (a time
+window that every event lies in turns it off).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import shared_path
+from shellwatch.engine.ruleset import RuleSet
+from shellwatch.normalize.dispatch import normalize_with_family
+from shellwatch.normalize.event_class import EventClass, windows_event_class
+from shellwatch.normalize.windows_event import DATA_PREFIXES, SYSTEM_FIELDS
+from shellwatch.pipeline import HuntStats, hunt
+from shellwatch.prefilter import ClassPrefilter
+from shellwatch.query.eql import parse_eql
+from shellwatch.rules.loader import load_bundled_rules
+from shellwatch.rules.model import Rule, RuleSource
+from shellwatch.sources.reader import read_paths
+from shellwatch.sources.record import ReadProblem
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def windows_event(provider: str, channel: str, event_id: int, **data: Any) -> dict[str, Any]:
+    return {
+        "Event": {
+            "System": {
+                "Provider": {"#attributes": {"Name": provider}},
+                "EventID": event_id,
+                "Channel": channel,
+                "Computer": "HOST1",
+            },
+            "EventData": data,
+        }
+    }
+
+
+def sysmon(event_id: int) -> EventClass:
+    return windows_event_class(
+        windows_event("Microsoft-Windows-Sysmon", "Microsoft-Windows-Sysmon/Operational", event_id)
+    )
+
+
+def security(event_id: int) -> EventClass:
+    return windows_event_class(windows_event("Microsoft-Windows-Security-Auditing", "Security", event_id))
+
+
+BITS = windows_event_class(
+    windows_event("Microsoft-Windows-Bits-Client", "Microsoft-Windows-Bits-Client/Operational", 3)
+)
+
+
+def eql_rule(query: str, number: int = 0) -> Rule:
+    return Rule(
+        rule_id=f"test-prefilter-{number}",
+        name=f"prefilter probe {number}",
+        description=query,
+        type="eql",
+        language="eql",
+        query=query,
+        ir=parse_eql(query),
+        source=RuleSource(path="tests/test_prefilter.py"),
+    )
+
+
+def may_match(query: str, event_class: EventClass) -> bool:
+    return ClassPrefilter(RuleSet([eql_rule(query)])).may_match(event_class)
+
+
+def test_classes_settle_identity_and_categorization() -> None:
+    assert sysmon(1).value("event.category") == ["process"]
+    assert sysmon(1).value("event.type") == ["start"]
+    assert sysmon(3).value("event.category") == ["network"]
+    assert security(4688).value("event.module") == "security"
+    assert security(4663).value("event.category") is None  # not in the security categorization table
+    assert sysmon(1).value("host.os.type") == "windows"
+    assert BITS.family == "windows" and BITS.value("process.name") is None  # no mapping: no process fields
+    for event_class, field in ((sysmon(1), "process.name"), (BITS, "winlog.event_data.jobId"), (BITS, "@timestamp")):
+        with pytest.raises(KeyError):
+            event_class.value(field)
+
+
+def test_seed_rule_needs_only_process_starts() -> None:
+    eql_seed = next(rule for rule in load_bundled_rules().rules if rule.language == "eql")
+    prefilter = ClassPrefilter(RuleSet([eql_seed]))
+    assert prefilter.may_match(sysmon(1)) and prefilter.may_match(security(4688))
+    for event_class in (sysmon(3), sysmon(5), sysmon(7), security(4624), security(4663), BITS):
+        assert not prefilter.may_match(event_class)
+
+
+def test_three_valued_logic() -> None:
+    # Or with an undecided side, and Not over an undecided test, stay undecided.
+    assert may_match('any where event.category == "process" or winlog.event_data.Foo == "x"', sysmon(3))
+    assert may_match('any where not (event.category == "network" and process.name == "x.exe")', sysmon(3))
+    # A missing field: the test is false, its negation true, whatever the event.
+    assert not may_match("any where process.name != null", BITS)
+    assert may_match("any where process.name == null", BITS)
+    assert not may_match('any where event.code == "4624" and process.name == "x"', sysmon(1))
+
+
+def test_rules_reading_the_whole_event_are_never_skipped() -> None:
+    rule = Rule(
+        rule_id="test-keyword",
+        name="keyword",
+        description="keyword search",
+        type="query",
+        language="kuery",
+        query="mimikatz",
+        ir=_keyword("*mimikatz*"),
+        source=RuleSource(path="tests/test_prefilter.py"),
+    )
+    assert ClassPrefilter(RuleSet([rule])).may_match(BITS)
+
+
+def _keyword(pattern: str) -> Any:
+    from shellwatch.query.ir import Keyword
+
+    return Keyword(patterns=(pattern,))
+
+
+def test_classes_hold_for_every_corpus_event() -> None:
+    """Every raw Windows event of the EVTX corpora: what its class settles is what the normalizer writes, and an
+    event of a class without mapping has no field beyond those the class allows."""
+    roots = [
+        shared_path("corpus", "evtx-attack-samples"),
+        shared_path("corpus", "hayabusa-sample-evtx"),
+        shared_path("corpus", "omerbenamram-evtx"),
+        shared_path("corpus", "sigma"),
+    ]
+    problems: list[ReadProblem] = []
+    checked = 0
+    for record in read_paths([str(root) for root in roots], on_problem=problems.append):
+        if record.shape != "windows_event":
+            continue
+        event_class = windows_event_class(record.data)
+        family, event = normalize_with_family(record)
+        assert family == event_class.family, record.origin
+        for field, value in event_class.settled.items():
+            assert event.get(field) == value, (record.origin, field)
+        if event_class.unmapped:
+            extra = [
+                key
+                for key in event
+                if key not in SYSTEM_FIELDS and key not in event_class.settled and not key.startswith(DATA_PREFIXES)
+            ]
+            assert not extra, (record.origin, extra)
+        checked += 1
+    assert checked > 15_000
+
+
+def hunt_both_ways(paths: list[str], rules: RuleSet) -> None:
+    """The hunt with the prefilter and without (a time window covering every event turns it off)."""
+    with_stats, without_stats = HuntStats(), HuntStats()
+    with_prefilter = list(hunt(paths, rules, stats=with_stats, workers=1))
+    start = datetime(1601, 1, 1, tzinfo=UTC)
+    without_prefilter = list(hunt(paths, rules, stats=without_stats, start=start, workers=1))
+    assert [a["kibana.alert.uuid"] for a in with_prefilter] == [a["kibana.alert.uuid"] for a in without_prefilter]
+    assert with_stats.records == without_stats.records == with_stats.events_in_window
+    assert without_stats.events_in_window == without_stats.records
+    assert with_stats.by_source == without_stats.by_source
+    assert with_stats.alerts_by_rule == without_stats.alerts_by_rule
+    assert with_stats.alerts > 0
+
+
+PROBES = (
+    'process where event.type == "start" and event.code in ("1", "4688")',
+    'authentication where event.outcome == "success" and winlog.logon.type == "Network"',
+    'registry where registry.path : "*\\\\CurrentVersion\\\\Run*"',
+    'any where winlog.channel == "Microsoft-Windows-PowerShell/Operational" and event.code == "4104"',
+    'any where event.provider == "Microsoft-Windows-Bits-Client" and winlog.event_data.processPath : "*svchost*"',
+    'network where destination.port == 445 or event.action == "network-share-object-access-checked"',
+    'any where not event.category in ("process", "network", "file", "registry", "authentication", "iam")',
+)
+
+
+def test_hunt_alerts_are_the_same_without_the_prefilter() -> None:
+    rules = RuleSet([*load_bundled_rules().rules, *(eql_rule(query, n) for n, query in enumerate(PROBES))])
+    paths = [str(SAMPLES)]
+    hunt_both_ways(paths, rules)
+
+
+def test_corpus_hunt_alerts_are_the_same_without_the_prefilter() -> None:
+    rules = RuleSet([*load_bundled_rules().rules, *(eql_rule(query, n) for n, query in enumerate(PROBES))])
+    paths = [
+        str(shared_path("corpus", "evtx-attack-samples")),
+        str(shared_path("corpus", "hayabusa-sample-evtx")),
+        str(shared_path("corpus", "omerbenamram-evtx")),
+    ]
+    hunt_both_ways(paths, rules)
