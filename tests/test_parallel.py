@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,17 @@ def _make_fails_on_two() -> Any:
     return _fails_on_two
 
 
+def _slow_first(task: int) -> Iterator[str]:
+    if task == 0:
+        time.sleep(0.3)
+    for part in range(3 if task == 0 else 50):
+        yield f"{task}.{part}"
+
+
+def _make_slow_first() -> Any:
+    return _slow_first
+
+
 def _lost(task: int, reason: str) -> str:
     return f"{task} lost: {reason}"
 
@@ -172,6 +184,17 @@ def test_a_failing_scanner_stops_the_run() -> None:
     with pytest.raises(WorkerError, match="scanner bug"):
         collect(_make_fails_on_two, 6, 2)
     assert multiprocessing.active_children() == []
+
+
+def test_backpressure_keeps_order_and_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With few results allowed to wait, the parent reads only the worker on the first input until it is done."""
+    monkeypatch.setattr(parallel, "MAX_WAITING_RESULTS", 5)
+    out = collect(_make_slow_first, 10, 2)
+    expected: list[tuple[int, str | None]] = []
+    for task in range(10):
+        expected += [(task, f"{task}.{part}") for part in range(3 if task == 0 else 50)]
+        expected.append((task, None))
+    assert out == expected
 
 
 def test_closing_early_stops_the_workers() -> None:

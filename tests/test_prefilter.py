@@ -22,6 +22,7 @@ from shellwatch.normalize.windows_event import DATA_PREFIXES, SYSTEM_FIELDS
 from shellwatch.pipeline import HuntStats, hunt
 from shellwatch.prefilter import ClassPrefilter
 from shellwatch.query.eql import parse_eql
+from shellwatch.query.ir import Keyword
 from shellwatch.rules.loader import load_bundled_rules
 from shellwatch.rules.model import Rule, RuleSource
 from shellwatch.sources.reader import read_paths
@@ -115,16 +116,10 @@ def test_rules_reading_the_whole_event_are_never_skipped() -> None:
         type="query",
         language="kuery",
         query="mimikatz",
-        ir=_keyword("*mimikatz*"),
+        ir=Keyword(patterns=("*mimikatz*",)),
         source=RuleSource(path="tests/test_prefilter.py"),
     )
     assert ClassPrefilter(RuleSet([rule])).may_match(BITS)
-
-
-def _keyword(pattern: str) -> Any:
-    from shellwatch.query.ir import Keyword
-
-    return Keyword(patterns=(pattern,))
 
 
 def test_classes_hold_for_every_corpus_event() -> None:

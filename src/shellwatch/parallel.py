@@ -46,7 +46,7 @@ GROUP_WEIGHT = 4 << 20
 """Tasks handed to a worker at once weigh this much at most together (a heavier task goes alone)..."""
 GROUP_TASKS = 64
 """... and are at most this many: small inputs travel in groups, so that each costs the parent little."""
-MAX_WAITING_RESULTS = 100_000
+MAX_WAITING_RESULTS = 20_000
 """Results of later inputs held by the parent before it stops reading the workers scanning them."""
 FORK_MIN_BYTES = 4 << 20
 """Below this much input, ``workers=None`` scans in-process: starting forked workers (a few ms) does not pay."""
@@ -58,7 +58,8 @@ _FAILED = "failed"
 
 
 class WorkerError(RuntimeError):
-    """A scanner raised in a worker process; the message carries the worker's traceback."""
+    """A scanner raised in a worker process (the message carries the worker's traceback), or the run lost track of
+    an input."""
 
 
 def available_cores() -> int:
@@ -223,7 +224,10 @@ class _OrderedRun(Generic[TaskT, ResultT]):
             for _ in range(self.processes):
                 self._start_worker()
             while self.head < len(self.tasks):
-                for connection in wait(self._watched()):
+                watched = self._watched()
+                if not watched:  # every unfinished task is with some worker: never true while tasks remain
+                    raise WorkerError(f"no worker holds input {self.head}")
+                for connection in wait(watched):
                     self._receive(self._worker_of(connection))
                 yield from self._drain()
             completed = True

@@ -7,6 +7,11 @@ formats or terminals: problems go to a callback, alerts to the caller, counts in
 Inputs are scanned one at a time by an :class:`InputScanner`, in this process or spread over worker processes
 (:mod:`shellwatch.parallel`); either way the parent sees each input's alerts, problems and counts in input order,
 then record order, and makes alert ids unique, so the output is the same whatever the number of workers.
+
+Most events cannot match: a scanner decides the rules once per class of raw Windows event (provider, channel, event
+id; :mod:`shellwatch.prefilter`) and counts the events of classes no rule can match without normalizing them. The
+others are normalized for the fields the rules read (:mod:`shellwatch.normalize.demand`), and in full only when a
+rule matched, for the alert.
 """
 
 from __future__ import annotations
@@ -21,10 +26,26 @@ from typing import Any
 
 from shellwatch.alerts.document import build_alert, rule_fields
 from shellwatch.engine.ruleset import RuleSet
+from shellwatch.normalize.demand import FieldDemand
 from shellwatch.normalize.dispatch import normalize_with_family
 from shellwatch.normalize.event_class import windows_event_class
 from shellwatch.parallel import scan_in_order, worker_count
 from shellwatch.prefilter import ClassPrefilter
+from shellwatch.query.ir import (
+    And,
+    Cidr,
+    Compare,
+    Const,
+    Equals,
+    Exists,
+    Node,
+    Not,
+    Or,
+    Predicate,
+    Regex,
+    Wildcard,
+    fields_of,
+)
 from shellwatch.rules.model import Rule
 from shellwatch.sources.inputs import STDIN
 from shellwatch.sources.reader import Input, list_inputs, read_input
@@ -135,6 +156,7 @@ class InputScanner:
         # With a time window every event needs its @timestamp, i.e. normalizing: no class may be skipped.
         windowed = settings.start is not None or settings.end is not None
         self._prefilter = None if windowed else ClassPrefilter(rules)
+        self._demand = _field_demand(rules, windowed)
 
     def scan(self, item: Input) -> Iterator[ScanResult]:
         """The alerts, problems and record counts of one input, in record order."""
@@ -145,6 +167,7 @@ class InputScanner:
         start, end = self.settings.start, self.settings.end
         windowed = start is not None or end is not None
         matching = self.rules.matching
+        demand = self._demand
         for record in read_input(item, problems.append):
             if problems:
                 yield from problems
@@ -164,7 +187,7 @@ class InputScanner:
                     by_source[family] = by_source.get(family, 0) + 1
                     in_window += 1
                     continue
-            family, event = normalize_with_family(record)
+            family, event = normalize_with_family(record, demand)
             by_source[family] = by_source.get(family, 0) + 1
             if windowed:
                 moment = _event_time(event)
@@ -175,6 +198,9 @@ class InputScanner:
             in_window += 1
             matched = matching(event)
             if matched:
+                if demand is not None:
+                    # Matched on the demanded fields: the alert shows the whole event.
+                    event = normalize_with_family(record)[1]
                 yield from self._alerts(matched, event, record.origin)
         yield from problems
         if records:
@@ -191,6 +217,25 @@ class InputScanner:
                 rule_fields_cache=self._fields_by_rule[index],
             )
             yield MatchedAlert(index, alert)
+
+
+def _field_demand(rules: RuleSet, windowed: bool) -> FieldDemand | None:
+    """The fields the rules read (and @timestamp for a time window); None when a rule reads the whole event
+    (a keyword search) or has a node this does not know, so that every event is normalized in full."""
+    fields: set[str] = {"@timestamp"} if windowed else set()
+    for rule in rules.rules:
+        if not _reads_named_fields_only(rule.ir):
+            return None
+        fields |= fields_of(rule.ir)
+    return FieldDemand(fields)
+
+
+def _reads_named_fields_only(node: Node) -> bool:
+    if isinstance(node, And | Or):
+        return all(_reads_named_fields_only(child) for child in node.children)
+    if isinstance(node, Not):
+        return _reads_named_fields_only(node.child)
+    return isinstance(node, Const | Exists | Equals | Wildcard | Regex | Cidr | Compare | Predicate)
 
 
 def _worker_scanner(rules: tuple[Rule, ...], settings: ScanSettings) -> Callable[[Input], Iterator[ScanResult]]:

@@ -12,7 +12,9 @@ any other field raises :class:`Undecided`. Boolean nodes combine their children 
 every other node is evaluated by the engine's reference closures
 (:func:`~shellwatch.engine.compile_python.compile_closure`), and is unknown when it read an unsettled field. A
 rule found false reads, on any event of the class, the same values and so is false there too; a rule found true
-or unknown is left to the engine on the normalized event.
+or unknown is left to the engine on the normalized event. This rests on the normalizer completing (a record it
+cannot normalize becomes an ``unknown`` event of its own): the Windows event normalizer is written never to raise
+on what a reader hands it, and the hunt's tests check every event of the corpus against its class.
 """
 
 from __future__ import annotations

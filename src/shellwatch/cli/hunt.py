@@ -64,6 +64,8 @@ class _Progress:
                 TimeElapsedColumn(),
                 console=make_console(stderr=True),
                 transient=True,
+                # No refresh thread: a second thread would force the slow forkserver start of hunt's workers.
+                auto_refresh=False,
             )
 
     def __enter__(self) -> _Progress:
@@ -91,6 +93,7 @@ class _Progress:
             records=stats.records,
             alerts=stats.alerts,
         )
+        self.bar.refresh()
 
 
 def _print_summary(console: Console, stats: HuntStats, rule_count: int) -> None:
@@ -98,7 +101,7 @@ def _print_summary(console: Console, stats: HuntStats, rule_count: int) -> None:
     console.print(
         Text(
             f"{stats.inputs} files, {stats.records:,} records ({stats.events_in_window:,} in the time window), "
-            f"{rule_count} rules, {stats.seconds:.2f} s, {rate}; {stats.alerts} alerts"
+            f"{rule_count} rules, {stats.workers} worker(s), {stats.seconds:.2f} s, {rate}; {stats.alerts} alerts"
             + (f" ({stats.duplicates} duplicate matches skipped)" if stats.duplicates else "")
         ),
         soft_wrap=True,
@@ -138,6 +141,12 @@ def _open_output(stack: ExitStack, output: Path | None, binary: bool) -> IO[Any]
 @click.option("--from", "start", type=_TimeBound(), help="Only events at or after this ISO 8601 time.")
 @click.option("--to", "end", type=_TimeBound(), help="Only events before this ISO 8601 time.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit with status 1 when there are alerts (for scripts).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes to read with (default: all cores; small inputs are read in-process).",
+)
 def hunt_command(
     paths: Sequence[str],
     rule_paths: Sequence[Path],
@@ -146,6 +155,7 @@ def hunt_command(
     start: datetime | None,
     end: datetime | None,
     fail_on_alert: bool,
+    workers: int | None,
 ) -> None:
     """Hunt PATHS (EVTX, event XML, JSON/NDJSON, .gz/.zip, folders, - for stdin) with the rules.
 
@@ -175,7 +185,14 @@ def hunt_command(
     with ExitStack() as stack:
         progress = stack.enter_context(_Progress(stderr_is_terminal()))
         alerts: Iterator[dict[str, Any]] = hunt(
-            list(paths), rules, start=start, end=end, stats=stats, on_problem=on_problem, on_progress=progress.update
+            list(paths),
+            rules,
+            start=start,
+            end=end,
+            stats=stats,
+            on_problem=on_problem,
+            on_progress=progress.update,
+            workers=workers,
         )
         if output_format == "ndjson":
             write_ndjson(alerts, _open_output(stack, output, binary=True))

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shellwatch.ecs import Event, flatten
+from shellwatch.normalize.demand import FieldDemand
 from shellwatch.normalize.ecs_document import is_windows_log_document, normalize_ecs_document
 from shellwatch.normalize.otrf import is_otrf_record, normalize_otrf
 from shellwatch.normalize.providers import mapping_for
@@ -83,20 +84,24 @@ def normalize(record: RawRecord) -> Event:
     return normalize_with_family(record)[1]
 
 
-def normalize_with_family(record: RawRecord) -> tuple[str, Event]:
-    """:func:`source_family` and :func:`normalize` in one pass over the record."""
+def normalize_with_family(record: RawRecord, demand: FieldDemand | None = None) -> tuple[str, Event]:
+    """:func:`source_family` and :func:`normalize` in one pass over the record.
+
+    With ``demand``, the event holds the demanded fields as the full normalization would, and may leave out others
+    (:mod:`shellwatch.normalize.demand`); for matching, not for output.
+    """
     try:
-        return _normalize(record)
+        return _normalize(record, demand)
     except Exception as exc:  # attacker-written input must not stop a hunt
         return UNKNOWN, _unreadable(record, exc)
 
 
-def _normalize(record: RawRecord) -> tuple[str, Event]:
+def _normalize(record: RawRecord, demand: FieldDemand | None) -> tuple[str, Event]:
     document = record.data
     if record.shape == "windows_event":
-        return normalize_windows_event(document)
+        return normalize_windows_event(document, demand)
     if _windows_root(document) is not None:
-        return normalize_windows_event(document)
+        return normalize_windows_event(document, demand)
     family = _json_family(document)
     if family == OTRF:
         return normalize_otrf(document)

@@ -48,10 +48,46 @@ class EventClass:
 
 
 _CLASSES: dict[tuple[str | None, str | None, str | None], EventClass] = {}
+_BY_RENDERED_KEY: dict[tuple[str, str, int], EventClass] = {}
+"""Classes by (provider name, channel, integer event id) as evtx renders them, found without event_parts."""
 
 
 def windows_event_class(document: Mapping[str, Any]) -> EventClass:
     """The class of a raw Windows event (RecordShape ``windows_event``)."""
+    # The shape evtx renders, read directly (this runs for every event of a hunt); where it holds, event_parts
+    # would read the same provider, channel and event id (the id as its decimal text).
+    rendered_key = None
+    root = document.get("Event")
+    if type(root) is dict:
+        system = root.get("System")
+        if type(system) is dict:
+            provider_element = system.get("Provider")
+            if type(provider_element) is dict:
+                attributes = provider_element.get("#attributes")
+                if type(attributes) is dict:
+                    provider = attributes.get("Name")
+                    channel = system.get("Channel")
+                    event_id = system.get("EventID")
+                    if (
+                        type(provider) is str
+                        and provider
+                        and type(channel) is str
+                        and channel
+                        and type(event_id) is int
+                    ):
+                        rendered_key = (provider, channel, event_id)
+                        found = _BY_RENDERED_KEY.get(rendered_key)
+                        if found is not None:
+                            return found
+    made = _class_of(document)
+    if rendered_key is not None:
+        if len(_BY_RENDERED_KEY) >= _CACHE_LIMIT:
+            _BY_RENDERED_KEY.clear()
+        _BY_RENDERED_KEY[rendered_key] = made
+    return made
+
+
+def _class_of(document: Mapping[str, Any]) -> EventClass:
     _, _, _, provider, channel, code = event_parts(document)
     key = (provider, channel, code)
     found = _CLASSES.get(key)

@@ -7,15 +7,21 @@ those front ends builds the System part and the event data, then hands them to t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from shellwatch.ecs import Event
 from shellwatch.normalize import security, sysmon
+from shellwatch.normalize.demand import FieldDemand
 from shellwatch.normalize.security import map_security
 from shellwatch.normalize.sysmon import map_sysmon
 
-ProviderMapper = Callable[[Event, dict[str, str], str], None]
-"""Adds ECS fields to an event: (event so far, event data by field name, event id as a string)."""
+
+class ProviderMapper(Protocol):
+    """Adds ECS fields to an event: (event so far, event data by field name, event id as a string); with a
+    demand, it may leave out steps that write no demanded field (:mod:`shellwatch.normalize.demand`)."""
+
+    def __call__(self, event: Event, data: dict[str, str], code: str, demand: FieldDemand | None = None) -> None: ...
+
 
 SYSMON = "sysmon"
 WINDOWS_SECURITY = "windows_security"

@@ -20,6 +20,7 @@ from typing import Any, Final
 from shellwatch.ecs import Event
 from shellwatch.normalize.command_line import split_keeping_quotes
 from shellwatch.normalize.conversions import java_long_decode
+from shellwatch.normalize.demand import FieldDemand
 
 _EMPTY: Final = frozenset(("", "-", "{00000000-0000-0000-0000-000000000000}"))
 
@@ -373,9 +374,10 @@ def class_fields(code: str) -> dict[str, Any]:
     return fields
 
 
-def map_security(event: Event, data: dict[str, str], code: str) -> None:
+def map_security(event: Event, data: dict[str, str], code: str, demand: FieldDemand | None = None) -> None:
     """Add the ECS fields of a Security log event to ``event``; ``data`` is its event data (or, for
-    1102 and the other UserData events, its user data) by field name, ``code`` the event id."""
+    1102 and the other UserData events, its user data) by field name, ``code`` the event id. Every step runs
+    whatever the ``demand``."""
     present = {key: value for key, value in data.items() if value not in _EMPTY}
     event["event.module"] = "security"
     _categorize(event, code)

@@ -14,11 +14,12 @@ names (the DNS status code table), ``dns.question.registered_domain`` and friend
 from __future__ import annotations
 
 import re
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from shellwatch.ecs import Event
 from shellwatch.normalize.command_line import command_line_to_argv
 from shellwatch.normalize.conversions import es_convert_boolean, es_convert_ip, es_convert_long
+from shellwatch.normalize.demand import FieldDemand
 from shellwatch.normalize.timestamps import sysmon_utc_time
 
 _EVENT_DATA = "winlog.event_data."
@@ -207,16 +208,66 @@ def class_fields(code: str) -> dict[str, Any]:
     return fields
 
 
-def map_sysmon(event: Event, data: dict[str, str], code: str) -> None:
+class _Steps(NamedTuple):
+    """Which optional steps of :func:`map_sysmon` run (see :mod:`shellwatch.normalize.demand`)."""
+
+    timestamp: bool
+    hashes: bool
+    process: bool
+    process_pe: bool
+    process_args: bool
+    file: bool
+    network: bool
+    user: bool
+    booleans: bool
+    registry: bool
+
+
+_ALL_STEPS = _Steps(*(True,) * len(_Steps._fields))
+
+# What each optional step can write: exact fields, or prefixes ending in ".". A step whose outputs no demanded
+# field is in is left out; the steps after it read nothing it writes, except the related.* lists, whose step is
+# named among the outputs of the step they read (user.name, source.ip/destination.ip).
+_TIMESTAMP_OUTPUTS: Final = ("@timestamp", "event.created")
+_HASH_OUTPUTS: Final = ("related.hash", "process.hash.", "process.pe.imphash", "file.hash.", "file.pe.imphash")
+_PROCESS_OUTPUTS: Final = ("process.",)
+_PE_OUTPUTS: Final = ("process.pe.",)
+_ARGS_OUTPUTS: Final = ("process.args", "process.args_count", "process.parent.args", "process.parent.args_count")
+_FILE_OUTPUTS: Final = ("file.",)
+_NETWORK_OUTPUTS: Final = ("network.", "source.", "destination.", "dns.", "related.hosts", "related.ip")
+_USER_OUTPUTS: Final = ("user.", "related.user")
+_BOOLEAN_OUTPUTS: Final = ("sysmon.file.",)
+_REGISTRY_OUTPUTS: Final = ("registry.",)
+
+
+def _plan(demand: FieldDemand) -> _Steps:
+    wants = demand.wants
+    return _Steps(
+        timestamp=wants(_TIMESTAMP_OUTPUTS),
+        hashes=wants(_HASH_OUTPUTS),
+        process=wants(_PROCESS_OUTPUTS),
+        process_pe=wants(_PE_OUTPUTS),
+        process_args=wants(_ARGS_OUTPUTS),
+        file=wants(_FILE_OUTPUTS),
+        network=wants(_NETWORK_OUTPUTS),
+        user=wants(_USER_OUTPUTS),
+        booleans=wants(_BOOLEAN_OUTPUTS),
+        registry=wants(_REGISTRY_OUTPUTS),
+    )
+
+
+def map_sysmon(event: Event, data: dict[str, str], code: str, demand: FieldDemand | None = None) -> None:
     """Add the ECS fields of a Sysmon event to ``event`` (which holds the System part and
-    ``winlog.event_data.*``); ``data`` is the event data by field name, ``code`` the event id."""
+    ``winlog.event_data.*``); ``data`` is the event data by field name, ``code`` the event id. With ``demand``,
+    steps writing no demanded field are left out."""
+    steps = _ALL_STEPS if demand is None else demand.plan("sysmon", _plan)
     _restore_guid_braces(event, data)
     present = {key: value for key, value in data.items() if value not in _EMPTY}
 
     event["event.module"] = "sysmon"
     event["event.kind"] = "event"
     utc_time = present.get("UtcTime")
-    if utc_time is not None:
+    if utc_time is not None and steps.timestamp:
         moment = sysmon_utc_time(utc_time)
         if moment is not None:
             created = event.get("@timestamp")
@@ -233,20 +284,24 @@ def map_sysmon(event: Event, data: dict[str, str], code: str) -> None:
     if code == "25" and "Type" in present:
         event["message"] = present["Type"]
 
-    hashes = present.get("Hashes", present.get("Hash"))
-    if hashes is not None:
-        _map_hashes(event, hashes, code)
-    _map_process(event, present, code)
+    if steps.hashes:
+        hashes = present.get("Hashes", present.get("Hash"))
+        if hashes is not None:
+            _map_hashes(event, hashes, code)
+    if steps.process:
+        _map_process(event, present, code, pe=steps.process_pe, args=steps.process_args)
     # The file and network steps write nothing for an event without any of their fields.
-    if code == "7" or not _FILE_SOURCES.isdisjoint(present):
+    if steps.file and (code == "7" or not _FILE_SOURCES.isdisjoint(present)):
         _map_file(event, present, code)
-    if code == "22" or not _NETWORK_SOURCES.isdisjoint(present):
+    if steps.network and (code == "22" or not _NETWORK_SOURCES.isdisjoint(present)):
         _map_network(event, present, code)
-    _map_user(event, present)
-    if "Archived" in present:
-        _set_boolean(event, "sysmon.file.archived", present["Archived"])
-    if "IsExecutable" in present:
-        _set_boolean(event, "sysmon.file.is_executable", present["IsExecutable"])
+    if steps.user:
+        _map_user(event, present)
+    if steps.booleans:
+        if "Archived" in present:
+            _set_boolean(event, "sysmon.file.archived", present["Archived"])
+        if "IsExecutable" in present:
+            _set_boolean(event, "sysmon.file.is_executable", present["IsExecutable"])
     user_name = event.get("user.name")
     if user_name:
         _append_unique(event, "related.user", user_name)
@@ -254,7 +309,7 @@ def map_sysmon(event: Event, data: dict[str, str], code: str) -> None:
         address = event.get(field)
         if address:
             _append_unique(event, "related.ip", address)
-    if code in _REGISTRY_CODES and "TargetObject" in present:
+    if steps.registry and code in _REGISTRY_CODES and "TargetObject" in present:
         _map_registry(event, present["TargetObject"], present.get("Details"))
 
 
@@ -323,7 +378,7 @@ def _remember(memo: dict[_Key, _Value], key: _Key, value: _Value, text_length: i
     memo[key] = value
 
 
-def _map_process(event: Event, present: dict[str, str], code: str) -> None:
+def _map_process(event: Event, present: dict[str, str], code: str, *, pe: bool = True, args: bool = True) -> None:
     for source, target, is_long in _PROCESS_FIELDS:
         value = present.get(source)
         if value is None:
@@ -334,19 +389,19 @@ def _map_process(event: Event, present: dict[str, str], code: str) -> None:
                 event[target] = number
         else:
             event[target] = value
-    if code != "7":
+    if code != "7" and pe:
         for source, target in _PE_FIELDS:
             value = present.get(source)
             if value is not None:
                 event["process.pe." + target] = value
 
     command_line = event.get("process.command_line")
-    if command_line:
-        args = _argv(command_line)
-        event["process.args"] = args
-        event["process.args_count"] = len(args)
+    if command_line and args:
+        process_args = _argv(command_line)
+        event["process.args"] = process_args
+        event["process.args_count"] = len(process_args)
     parent_command_line = event.get("process.parent.command_line")
-    if parent_command_line:
+    if parent_command_line and args:
         parent_args = _argv(parent_command_line)
         event["process.parent.args"] = parent_args
         event["process.parent.args_count"] = len(parent_args)

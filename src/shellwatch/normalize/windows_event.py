@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from shellwatch.ecs import Event
+from shellwatch.normalize.demand import FieldDemand
 from shellwatch.normalize.providers import mapping_for, os_type_for
 from shellwatch.normalize.timestamps import iso_utc
 
@@ -396,61 +397,114 @@ def _named_strings(section: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def normalize_windows_event(document: Mapping[str, Any]) -> tuple[str, Event]:
-    """A raw Windows event ``{"Event": {"System": ..., "EventData": ...}}`` -> (source family, ECS event)."""
+def normalize_windows_event(document: Mapping[str, Any], demand: FieldDemand | None = None) -> tuple[str, Event]:
+    """A raw Windows event ``{"Event": {"System": ..., "EventData": ...}}`` -> (source family, ECS event).
+
+    With ``demand``, the System fields, the copies of the event and user data under ``winlog.*`` and the provider
+    mapper's steps that write no demanded field (nor one a step left in reads) are left out
+    (:mod:`shellwatch.normalize.demand`).
+    """
     root, system, provider_attributes, provider, channel, code = event_parts(document)
+    steps = _ALL_STEPS if demand is None else demand.plan("windows_event", _plan)
     get = system.get
 
     event: Event = {}
-    timestamp = iso_utc(_attributes(get("TimeCreated")).get("SystemTime"))
-    if timestamp is not None:
-        event["@timestamp"] = timestamp
+    if steps.timestamp:
+        timestamp = iso_utc(_attributes(get("TimeCreated")).get("SystemTime"))
+        if timestamp is not None:
+            event["@timestamp"] = timestamp
     event.update(_head(provider, channel, code, provider_attributes.get("Guid"), get("Computer")))
 
-    record_id = as_int(get("EventRecordID"))
-    if record_id:
-        # winlog.record_id is a keyword: the pipelines convert it to a string.
-        event["winlog.record_id"] = str(record_id)
-    items, keyword_list, outcome = _numbers(get("Version"), get("Level"), get("Opcode"), get("Task"), get("Keywords"))
-    if items:
-        event.update(items)
-    if keyword_list:
-        event["winlog.keywords"] = list(keyword_list)
-    if outcome is not None:
-        event["event.outcome"] = outcome
-    execution = _attributes(get("Execution"))
-    if execution:
-        pid = as_int(execution.get("ProcessID"))
-        if pid:
-            event["winlog.process.pid"] = pid
-        thread = as_int(execution.get("ThreadID"))
-        if thread:
-            event["winlog.process.thread.id"] = thread
-    _add_system_identities(event, system)
+    if steps.numbers:
+        record_id = as_int(get("EventRecordID"))
+        if record_id:
+            # winlog.record_id is a keyword: the pipelines convert it to a string.
+            event["winlog.record_id"] = str(record_id)
+        items, keyword_list, outcome = _numbers(
+            get("Version"), get("Level"), get("Opcode"), get("Task"), get("Keywords")
+        )
+        if items:
+            event.update(items)
+        if keyword_list:
+            event["winlog.keywords"] = list(keyword_list)
+        if outcome is not None:
+            event["event.outcome"] = outcome
+        execution = _attributes(get("Execution"))
+        if execution:
+            pid = as_int(execution.get("ProcessID"))
+            if pid:
+                event["winlog.process.pid"] = pid
+            thread = as_int(execution.get("ThreadID"))
+            if thread:
+                event["winlog.process.thread.id"] = thread
+    if steps.identities:
+        _add_system_identities(event, system)
 
     data: dict[str, str] = {}
     event_data = root.get("EventData")
     if isinstance(event_data, dict):
         if "Data" in event_data or "#attributes" in event_data:
-            data = event_data_strings(event_data, event, _EVENT_DATA)
+            data = event_data_strings(event_data, event if steps.event_data else None, _EVENT_DATA)
         else:
             data = _named_strings(event_data)
-            # The event holds no event data field yet: the same keys, values and order as writing each.
-            event.update({_EVENT_DATA + key: text for key, text in data.items()})
+            if steps.event_data:
+                # The event holds no event data field yet: the same keys, values and order as writing each.
+                event.update({_EVENT_DATA + key: text for key, text in data.items()})
     user_data = root.get("UserData")
     if isinstance(user_data, dict):
         xml_name, user_fields = user_data_strings(user_data)
-        for key, value in user_fields.items():
-            event[_USER_DATA + key] = value
-        if xml_name is not None:
-            event[_USER_DATA + "xml_name"] = xml_name
+        if steps.user_data:
+            for key, value in user_fields.items():
+                event[_USER_DATA + key] = value
+            if xml_name is not None:
+                event[_USER_DATA + "xml_name"] = xml_name
         if not data:
             data = user_fields
 
     family, mapper = mapping_for(provider, channel)
     if mapper is not None and code is not None:
-        mapper(event, data, code)
+        mapper(event, data, code, demand)
     return family, event
+
+
+class _Steps(NamedTuple):
+    """Which optional steps of :func:`normalize_windows_event` run (see :mod:`shellwatch.normalize.demand`)."""
+
+    timestamp: bool
+    numbers: bool
+    identities: bool
+    event_data: bool
+    user_data: bool
+
+
+_ALL_STEPS = _Steps(*(True,) * len(_Steps._fields))
+
+# What each optional step writes, and what the provider mappers read of it: the Sysmon mapper keeps the System time
+# as event.created, and takes user.id from winlog.user.identifier.
+_TIMESTAMP_OUTPUTS: Final = ("@timestamp", "event.created")
+_NUMBER_OUTPUTS: Final = (
+    "winlog.record_id",
+    "winlog.version",
+    "log.level",
+    "winlog.opcode",
+    "winlog.task",
+    "winlog.keywords",
+    "event.outcome",
+    "winlog.process.pid",
+    "winlog.process.thread.id",
+)
+_IDENTITY_OUTPUTS: Final = ("winlog.user.identifier", "winlog.activity_id", "winlog.related_activity_id", "user.")
+
+
+def _plan(demand: FieldDemand) -> _Steps:
+    wants = demand.wants
+    return _Steps(
+        timestamp=wants(_TIMESTAMP_OUTPUTS),
+        numbers=wants(_NUMBER_OUTPUTS),
+        identities=wants(_IDENTITY_OUTPUTS),
+        event_data=wants((_EVENT_DATA,)),
+        user_data=wants((_USER_DATA,)),
+    )
 
 
 def _add_system_identities(event: Event, system: Mapping[str, Any]) -> None:

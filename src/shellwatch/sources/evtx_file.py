@@ -45,10 +45,13 @@ _RECORD_ERROR = re.compile(r"Failed to parse record number (\d+): ?")
 _REPAIR_BATCH_CHUNKS = 16
 
 
-def read_evtx(source: str | IO[bytes], display: str, on_problem: ProblemSink) -> Iterator[RawRecord]:
+def read_evtx(
+    source: str | IO[bytes], display: str, on_problem: ProblemSink, *, opened: IO[bytes] | None = None
+) -> Iterator[RawRecord]:
     """Every readable record of an EVTX file, in file order, then those recovered from damaged chunks.
 
-    ``source`` is a path or a seekable binary file; ``display`` names it in origins and problems.
+    ``source`` is a path or a seekable binary file; ``display`` names it in origins and problems. ``opened``: the
+    file at ``source`` already open (seekable), for the chunk-header check to use instead of opening it again.
     """
     ledger = _Ledger()
     try:
@@ -58,7 +61,7 @@ def read_evtx(source: str | IO[bytes], display: str, on_problem: ProblemSink) ->
         ledger.header_damaged = f"EVTX file header damaged ({error}); reading its chunks one by one"
     else:
         yield from _read_with_parser(parser, display, ledger, on_problem)
-    yield from _recover_chunks(source, display, ledger, on_problem)
+    yield from _recover_chunks(source if opened is None else opened, display, ledger, on_problem)
 
 
 class _Ledger:
@@ -256,15 +259,14 @@ def _random_access(source: str | IO[bytes]) -> Iterator[IO[bytes]]:
 
 def _damaged_chunks(file: IO[bytes], ledger: _Ledger) -> Iterator[tuple[int, bytes]]:
     """Chunk slots holding records the first pass did not account for, with their bytes."""
-    size = file.seek(0, os.SEEK_END)
+    size, read_at = _random_reads(file)
     # The parser raises for every whole slot that is neither a chunk nor all zeros; when it raised nothing, a
     # slot without a chunk header is free space and need not be read.
     parser_saw_every_slot = not ledger.unexplained and not ledger.header_damaged
     slot = 0
     while FILE_HEADER_SIZE + slot * CHUNK_SIZE < size:
         offset = FILE_HEADER_SIZE + slot * CHUNK_SIZE
-        file.seek(offset)
-        head = file.read(CHUNK_HEADER_SIZE)
+        head = read_at(offset, CHUNK_HEADER_SIZE)
         header = parse_chunk_header(head)
         if header is None and parser_saw_every_slot and offset + CHUNK_SIZE <= size:
             slot += 1
@@ -273,11 +275,29 @@ def _damaged_chunks(file: IO[bytes], ledger: _Ledger) -> Iterator[tuple[int, byt
             header is not None and header.is_consistent and ledger.covers(header.first_record_id, header.last_record_id)
         )
         if not accounted:
-            chunk = head + file.read(CHUNK_SIZE - len(head))
+            chunk = head + read_at(offset + len(head), CHUNK_SIZE - len(head))
             # A zeroed slot is free space (the parser skips it too); anything else may hold records.
             if header is not None or chunk.count(0) != len(chunk):
                 yield slot, chunk
         slot += 1
+
+
+def _random_reads(file: IO[bytes]) -> tuple[int, Callable[[int, int], bytes]]:
+    """The file's size, and a function reading ``size`` bytes at ``offset``: one ``pread`` where the file has a
+    descriptor (no seek, no buffer filled for 512 bytes), else a seek and a read."""
+    if hasattr(os, "pread"):
+        try:
+            descriptor = file.fileno()
+        except (AttributeError, OSError, ValueError):  # a file in memory has no descriptor
+            pass
+        else:
+            return os.fstat(descriptor).st_size, lambda offset, size: os.pread(descriptor, size, offset)
+
+    def seek_and_read(offset: int, size: int) -> bytes:
+        file.seek(offset)
+        return file.read(size)
+
+    return file.seek(0, os.SEEK_END), seek_and_read
 
 
 def _describe_damage(slot: int, chunk: bytes, layout: ChunkLayout, ledger: _Ledger) -> list[str]:

@@ -80,7 +80,9 @@ def _read_stream(
             return
         if sniffed.format == "evtx":
             if file_path is not None:
-                yield from read_evtx(file_path, display, on_problem)
+                # The parser reads the file by its path; the chunk-header check reuses this open stream.
+                opened = stream if stream.seekable() else None
+                yield from read_evtx(file_path, display, on_problem, opened=opened)
             else:
                 yield from _read_evtx_copy(stream, display, on_problem)
         elif sniffed.format == "gzip":
