@@ -21,8 +21,7 @@ from shellwatch.ecs import Event
 from shellwatch.normalize.command_line import split_keeping_quotes
 from shellwatch.normalize.conversions import java_long_decode
 from shellwatch.normalize.demand import FieldDemand
-
-_EMPTY: Final = frozenset(("", "-", "{00000000-0000-0000-0000-000000000000}"))
+from shellwatch.normalize.pipeline_values import EMPTY_VALUES, append_unique
 
 _IAM = ("iam",)
 _IAM_CONF = ("iam", "configuration")
@@ -349,14 +348,6 @@ def process_name(path: str) -> str | None:
     return path.rpartition("\\")[2] or None
 
 
-def _append_unique(event: Event, field: str, value: str) -> None:
-    values = event.get(field)
-    if values is None:
-        event[field] = [value]
-    elif value not in values:
-        values.append(value)
-
-
 def _categorize(event: Event, code: str) -> None:
     categorization = _CATEGORIZATION.get(code)
     if categorization is not None:
@@ -378,7 +369,7 @@ def map_security(event: Event, data: dict[str, str], code: str, demand: FieldDem
     """Add the ECS fields of a Security log event to ``event``; ``data`` is its event data (or, for
     1102 and the other UserData events, its user data) by field name, ``code`` the event id. Every step runs
     whatever the ``demand``."""
-    present = {key: value for key, value in data.items() if value not in _EMPTY}
+    present = {key: value for key, value in data.items() if value not in EMPTY_VALUES}
     event["event.module"] = "security"
     _categorize(event, code)
 
@@ -409,12 +400,12 @@ def map_security(event: Event, data: dict[str, str], code: str, demand: FieldDem
         _map_process_creation(event, present)
 
     if code in ("4624", "4648") and "SubjectUserName" in present:
-        _append_unique(event, "related.user", present["SubjectUserName"])
+        append_unique(event, "related.user", present["SubjectUserName"])
     if code in _RELATED_TARGET_USER_CODES and "TargetUserName" in present:
-        _append_unique(event, "related.user", present["TargetUserName"])
+        append_unique(event, "related.user", present["TargetUserName"])
     source_ip = event.get("source.ip")
     if source_ip:
-        _append_unique(event, "related.ip", source_ip)
+        append_unique(event, "related.ip", source_ip)
 
 
 def _copy_subject_user(event: Event, present: dict[str, str]) -> None:
@@ -424,7 +415,7 @@ def _copy_subject_user(event: Event, present: dict[str, str]) -> None:
     name = present.get("SubjectUserName")
     if name is not None:
         event["user.name"] = name
-        _append_unique(event, "related.user", name)
+        append_unique(event, "related.user", name)
     domain = present.get("SubjectDomainName")
     if domain is not None:
         event["user.domain"] = domain
@@ -439,7 +430,7 @@ def _copy_target_user(event: Event, present: dict[str, str], prefix: str, sid: s
         name = name.split("@", 1)[0] if "@" in name else name
         if name:
             event[prefix + ".name"] = name
-            _append_unique(event, "related.user", name)
+            append_unique(event, "related.user", name)
     domain = present.get("TargetDomainName")
     if domain is not None:
         event[prefix + ".domain"] = domain

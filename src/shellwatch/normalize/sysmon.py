@@ -20,12 +20,12 @@ from shellwatch.ecs import Event
 from shellwatch.normalize.command_line import command_line_to_argv
 from shellwatch.normalize.conversions import es_convert_boolean, es_convert_ip, es_convert_long
 from shellwatch.normalize.demand import FieldDemand
+from shellwatch.normalize.pipeline_values import EMPTY_VALUES, append_unique
 from shellwatch.normalize.timestamps import sysmon_utc_time
 
 _EVENT_DATA = "winlog.event_data."
 
 # The pipeline first deletes event_data entries holding one of these "empty" values.
-_EMPTY: Final = frozenset(("", "-", "{00000000-0000-0000-0000-000000000000}"))
 
 # GUID-typed fields: Windows renders them with braces (the golden files show "{9F32B55F-...}"), the evtx
 # package without. Braces are restored so that process.entity_id is the same whatever the container.
@@ -179,14 +179,6 @@ def _restore_guid_braces(event: Event, data: dict[str, str]) -> None:
             event[_EVENT_DATA + key] = value
 
 
-def _append_unique(event: Event, field: str, value: str) -> None:
-    values = event.get(field)
-    if values is None:
-        event[field] = [value]
-    elif value not in values:
-        values.append(value)
-
-
 def _categorize(event: Event, code: str) -> None:
     categorization = _CATEGORIZATION.get(code)
     if categorization is not None:
@@ -262,7 +254,7 @@ def map_sysmon(event: Event, data: dict[str, str], code: str, demand: FieldDeman
     steps writing no demanded field are left out."""
     steps = _ALL_STEPS if demand is None else demand.plan("sysmon", _plan)
     _restore_guid_braces(event, data)
-    present = {key: value for key, value in data.items() if value not in _EMPTY}
+    present = {key: value for key, value in data.items() if value not in EMPTY_VALUES}
 
     event["event.module"] = "sysmon"
     event["event.kind"] = "event"
@@ -304,11 +296,11 @@ def map_sysmon(event: Event, data: dict[str, str], code: str, demand: FieldDeman
             _set_boolean(event, "sysmon.file.is_executable", present["IsExecutable"])
     user_name = event.get("user.name")
     if user_name:
-        _append_unique(event, "related.user", user_name)
+        append_unique(event, "related.user", user_name)
     for field in ("source.ip", "destination.ip"):
         address = event.get(field)
         if address:
-            _append_unique(event, "related.ip", address)
+            append_unique(event, "related.ip", address)
     if steps.registry and code in _REGISTRY_CODES and "TargetObject" in present:
         _map_registry(event, present["TargetObject"], present.get("Details"))
 
@@ -498,9 +490,9 @@ def _map_network(event: Event, present: dict[str, str], code: str) -> None:
     if results is not None:
         _map_dns_results(event, results)
     if query_name is not None:
-        _append_unique(event, "related.hosts", query_name)
+        append_unique(event, "related.hosts", query_name)
     for address in event.get("dns.resolved_ip", ()):
-        _append_unique(event, "related.ip", address)
+        append_unique(event, "related.ip", address)
 
 
 def _strip_v4_mapped(address: str) -> str:
@@ -525,7 +517,7 @@ def _map_dns_results(event: Event, results: str) -> None:
                 answer_types.append(record_type)
             if len(parts) == 3:
                 answer_data.append(parts[2])
-                _append_unique(event, "related.hosts", parts[2])
+                append_unique(event, "related.hosts", parts[2])
         else:
             address = es_convert_ip(_strip_v4_mapped(answer))
             if address is not None:
