@@ -3,9 +3,9 @@
 Inputs: every .evtx file of ../shared/corpus/evtx-attack-samples and ../shared/corpus/hayabusa-sample-evtx, the
 list repeated until the bare parser needs at least --min-seconds (default 2 s) with one process. Measured:
 
-* bare parser: ``PyEvtxParser(path, number_of_threads=1).records_json()`` + ``orjson.loads`` of each record, the
-  file list split into one share per process (every Nth file) over a pool of N processes, started inside the timed
-  region as hunt's workers are;
+* bare parser: ``PyEvtxParser(path, number_of_threads=1).records_json()``, each record's JSON text taken as is
+  ("JSON text") and decoded with ``orjson.loads`` ("+ decode"), the file list split into one share per process
+  (every Nth file) over a pool of N processes, started inside the timed region as hunt's workers are;
 * hunt: :func:`shellwatch.pipeline.hunt` with the bundled rule pack (loaded once, outside the timed region) over
   the same file list, every alert consumed, with the default worker count and with ``workers=1``.
 
@@ -38,32 +38,37 @@ from shellwatch.rules.loader import load_bundled_rules
 CORPORA = ("evtx-attack-samples", "hayabusa-sample-evtx")
 
 
-def bare_count(path: str) -> int:
+def bare_count(path: str, decode: bool) -> int:
     """Records of one file through the bare parser loop (damaged records skipped as the iterator allows)."""
     count = 0
     loads = orjson.loads
     records: Any = PyEvtxParser(path, number_of_threads=1).records_json()
     while True:
         try:
-            for item in records:
-                loads(item["data"])
-                count += 1
+            if decode:
+                for item in records:
+                    loads(item["data"])
+                    count += 1
+            else:
+                for item in records:
+                    item["data"]
+                    count += 1
             return count
         except RuntimeError:
             continue
 
 
-def bare_count_all(paths: list[str]) -> int:
-    return sum(bare_count(path) for path in paths)
+def bare_count_all(paths: list[str], decode: bool) -> int:
+    return sum(bare_count(path, decode) for path in paths)
 
 
-def bare(files: list[str], processes: int) -> int:
+def bare(files: list[str], processes: int, decode: bool) -> int:
     if processes == 1:
-        return bare_count_all(files)
+        return bare_count_all(files, decode)
     # One share of the files per process (every Nth file: shares of about equal size), one message each way.
     shares = [files[start::processes] for start in range(processes)]
     with multiprocessing.get_context("fork").Pool(processes) as pool:
-        return sum(pool.map(bare_count_all, shares, chunksize=1))
+        return sum(pool.starmap(bare_count_all, [(share, decode) for share in shares], chunksize=1))
 
 
 def hunt_records(files: list[str], rules: RuleSet, workers: int | None) -> int:
@@ -96,7 +101,7 @@ def main() -> None:
     rules = RuleSet(load_bundled_rules().rules)
     cores = available_cores()
 
-    one_pass, one_pass_records = timed(lambda: bare(corpus, 1))
+    one_pass, one_pass_records = timed(lambda: bare(corpus, 1, True))
     copies = max(1, int(arguments.min_seconds / one_pass) + 1)
     files = corpus * copies
     print(
@@ -106,9 +111,11 @@ def main() -> None:
     )
 
     variants: dict[str, Callable[[], int]] = {
-        "bare parser, 2 processes": lambda: bare(files, 2),
+        "bare parser, JSON text, 2 processes": lambda: bare(files, 2, False),
+        "bare parser + decode, 2 processes": lambda: bare(files, 2, True),
         "hunt, default workers": lambda: hunt_records(files, rules, None),
-        "bare parser, 1 process": lambda: bare(files, 1),
+        "bare parser, JSON text, 1 process": lambda: bare(files, 1, False),
+        "bare parser + decode, 1 process": lambda: bare(files, 1, True),
         "hunt, workers=1": lambda: hunt_records(files, rules, 1),
     }
     rates: dict[str, list[float]] = {name: [] for name in variants}
@@ -127,10 +134,11 @@ def main() -> None:
     print(f"{'':{width}}  records/s (median of {arguments.repeat}; min - max)")
     for name, values in rates.items():
         print(f"{name:{width}}  {median[name]:>10,.0f}  ({min(values):,.0f} - {max(values):,.0f})")
-    ratio_parallel = median["hunt, default workers"] / median["bare parser, 2 processes"]
-    ratio_single = median["hunt, workers=1"] / median["bare parser, 1 process"]
-    print(f"hunt / bare parser, 2 processes: {ratio_parallel:.2f}")
-    print(f"hunt / bare parser, 1 process:   {ratio_single:.2f}")
+    for processes, hunt_name in ((2, "hunt, default workers"), (1, "hunt, workers=1")):
+        unit = "processes" if processes > 1 else "process"
+        for bare_kind in ("JSON text", "+ decode"):
+            bare_name = f"bare parser, {bare_kind}, {processes} {unit}".replace(", + decode", " + decode")
+            print(f"{hunt_name} / {bare_name}: {median[hunt_name] / median[bare_name]:.2f}")
     print("load average after: " + " ".join(f"{load:.2f}" for load in os.getloadavg()))
 
 

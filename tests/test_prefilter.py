@@ -17,7 +17,7 @@ import pytest
 from conftest import shared_path
 from shellwatch.engine.ruleset import RuleSet
 from shellwatch.normalize.dispatch import normalize_with_family
-from shellwatch.normalize.event_class import EventClass, windows_event_class
+from shellwatch.normalize.event_class import EventClass, rendered_event_class, windows_event_class
 from shellwatch.normalize.windows_event import DATA_PREFIXES, SYSTEM_FIELDS
 from shellwatch.pipeline import HuntStats, hunt
 from shellwatch.prefilter import ClassPrefilter
@@ -150,6 +150,65 @@ def test_classes_hold_for_every_corpus_event() -> None:
             assert not extra, (record.origin, extra)
         checked += 1
     assert checked > 15_000
+
+
+def test_classes_read_from_rendered_text_agree_with_decoded_events() -> None:
+    """Every record of the EVTX corpora as evtx renders it: the class read from the head of the text, when one is,
+    has the family and settled fields of the decoded event's class, the channel excepted (left unsettled)."""
+    import orjson
+    from evtx import PyEvtxParser
+
+    roots = [shared_path("corpus", "evtx-attack-samples"), shared_path("corpus", "hayabusa-sample-evtx")]
+    read = 0
+    for path in sorted(p for root in roots for p in root.rglob("*.evtx")):
+        records: Any = PyEvtxParser(str(path), number_of_threads=1).records_json()
+        while True:
+            try:
+                for item in records:
+                    text = item["data"]
+                    from_text = rendered_event_class(text)
+                    if from_text is None:
+                        continue
+                    decoded = windows_event_class(orjson.loads(text))
+                    assert from_text.family == decoded.family, (path, item["event_record_id"])
+                    expected = {key: value for key, value in decoded.settled.items() if key != "winlog.channel"}
+                    assert dict(from_text.settled) == expected, (path, item["event_record_id"])
+                    assert from_text.unmapped == decoded.unmapped
+                    with pytest.raises(KeyError):
+                        from_text.value("winlog.channel")
+                    read += 1
+                break
+            except RuntimeError:
+                continue
+    assert read > 7_000
+
+
+HEAD = (
+    '{"Event":{"#attributes":{"xmlns":"http://schemas.microsoft.com/win/2004/08/events/event"},'
+    '"System":{"Provider":{"#attributes":{"Name":'
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "readable"),
+    [
+        (HEAD + '"Microsoft-Windows-Sysmon","Guid":"{5770385F}"}},"EventID":1,"Channel":"X"}}}', True),
+        # An escape in the name: the text is not the value.
+        (HEAD + '"Microsoft-Windows-Sysmo\\u006e"}},"EventID":1,"Channel":"X"}}}', False),
+        # A second Name attribute: a decoder keeps the last one.
+        (HEAD + '"Microsoft-Windows-Sysmon","Name":"Other"}},"EventID":1,"Channel":"X"}}}', False),
+        # The event id with qualifiers, or as text: read by decoding.
+        (HEAD + '"Service Control Manager"}},"EventID":{"#attributes":{"Qualifiers":16384},"#text":7045}}}}', False),
+        (HEAD + '"Microsoft-Windows-Sysmon"}},"EventID":"1","Channel":"X"}}}', False),
+        # The event log service's events are mapped by channel.
+        (HEAD + '"Microsoft-Windows-Eventlog"}},"EventID":1102,"Channel":"Security"}}}', False),
+        # Another root, or another first member of System.
+        ('{"Other":' + HEAD[9:] + '"Microsoft-Windows-Sysmon"}},"EventID":1,"Channel":"X"}}}', False),
+        (HEAD.replace('"Provider"', '"Level":4,"Provider"') + '"Microsoft-Windows-Sysmon"}},"EventID":1}}}', False),
+    ],
+)
+def test_rendered_text_is_read_only_when_plain(text: str, readable: bool) -> None:
+    assert (rendered_event_class(text) is not None) == readable
 
 
 def hunt_both_ways(paths: list[str], rules: RuleSet) -> None:

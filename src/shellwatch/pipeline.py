@@ -28,7 +28,7 @@ from shellwatch.alerts.document import build_alert, rule_fields
 from shellwatch.engine.ruleset import RuleSet
 from shellwatch.normalize.demand import FieldDemand
 from shellwatch.normalize.dispatch import normalize_with_family
-from shellwatch.normalize.event_class import windows_event_class
+from shellwatch.normalize.event_class import rendered_event_class, windows_event_class
 from shellwatch.parallel import scan_in_order, worker_count
 from shellwatch.prefilter import ClassPrefilter
 from shellwatch.query.ir import (
@@ -145,6 +145,30 @@ class ScanSettings:
     """The alerts' detection time: one for the whole hunt, whichever process builds the alert."""
 
 
+class _Tally:
+    """An input's counts since its last :class:`ScanCounts`."""
+
+    __slots__ = ("by_source", "in_window", "records")
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.in_window = 0
+        self.by_source: dict[str, int] = {}
+
+    def count_class_skipped(self, family: str) -> None:
+        """A record of a class no rule can match: read and in the window (the prefilter runs only without one)."""
+        self.records += 1
+        self.in_window += 1
+        self.by_source[family] = self.by_source.get(family, 0) + 1
+
+    def take(self) -> ScanCounts:
+        """The counts so far, and a fresh start."""
+        counts = ScanCounts(self.records, self.in_window, self.by_source)
+        self.records = self.in_window = 0
+        self.by_source = {}
+        return counts
+
+
 class InputScanner:
     """Reads, normalizes and matches one input at a time: the per-record work of a hunt, in one process."""
 
@@ -161,33 +185,40 @@ class InputScanner:
     def scan(self, item: Input) -> Iterator[ScanResult]:
         """The alerts, problems and record counts of one input, in record order."""
         problems: list[ReadProblem] = []
-        by_source: dict[str, int] = {}
-        records = in_window = 0
+        tally = _Tally()
         may_match = self._prefilter.may_match if self._prefilter is not None else None
         start, end = self.settings.start, self.settings.end
         windowed = start is not None or end is not None
         matching = self.rules.matching
         demand = self._demand
-        for record in read_input(item, problems.append):
+        claim = None
+        if may_match is not None:
+
+            def claim(text: str) -> bool:
+                # An EVTX record whose class shows in its text, and no rule can match: counted, never decoded.
+                event_class = rendered_event_class(text)
+                if event_class is None or may_match(event_class):
+                    return False
+                tally.count_class_skipped(event_class.family)
+                return True
+
+        for record in read_input(item, problems.append, claim=claim):
             if problems:
                 yield from problems
                 problems.clear()
-            if records == PROGRESS_RECORDS:
-                yield ScanCounts(records, in_window, by_source)
-                by_source = {}
-                records = in_window = 0
-            records += 1
+            if tally.records >= PROGRESS_RECORDS:
+                yield tally.take()
             if may_match is not None and record.shape == "windows_event":
                 try:
                     event_class = windows_event_class(record.data)
                 except Exception:  # left to the normalizer, which reports it in the event
                     event_class = None
                 if event_class is not None and not may_match(event_class):
-                    family = event_class.family
-                    by_source[family] = by_source.get(family, 0) + 1
-                    in_window += 1
+                    tally.count_class_skipped(event_class.family)
                     continue
+            tally.records += 1
             family, event = normalize_with_family(record, demand)
+            by_source = tally.by_source
             by_source[family] = by_source.get(family, 0) + 1
             if windowed:
                 moment = _event_time(event)
@@ -195,7 +226,7 @@ class InputScanner:
                     (start is not None and moment < start) or (end is not None and moment >= end)
                 ):
                     continue
-            in_window += 1
+            tally.in_window += 1
             matched = matching(event)
             if matched:
                 if demand is not None:
@@ -203,8 +234,8 @@ class InputScanner:
                     event = normalize_with_family(record)[1]
                 yield from self._alerts(matched, event, record.origin)
         yield from problems
-        if records:
-            yield ScanCounts(records, in_window, by_source)
+        if tally.records:
+            yield tally.take()
 
     def _alerts(self, matched: list[Rule], event: dict[str, Any], origin: Origin) -> Iterator[MatchedAlert]:
         for rule in matched:

@@ -11,11 +11,12 @@ same code: the provider, channel and event id are read by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shellwatch.normalize.providers import mapper_class_fields, mapping_for
+from shellwatch.normalize.providers import mapper_class_fields, mapping_depends_on_channel, mapping_for
 from shellwatch.normalize.windows_event import DATA_PREFIXES, SYSTEM_FIELDS, event_parts, identity_fields
 
 _CACHE_LIMIT = 4096
@@ -87,19 +88,78 @@ def windows_event_class(document: Mapping[str, Any]) -> EventClass:
     return made
 
 
+def _make_class(provider: str | None, channel: str | None, code: str | None, channel_known: bool) -> EventClass:
+    """The class of (provider, channel, event id); with ``channel_known`` False, of that provider and event id on
+    any channel (only for a provider whose mapping does not depend on the channel)."""
+    family, mapper = mapping_for(provider, channel)
+    settled = identity_fields(provider, channel, code)
+    if not channel_known:
+        del settled["winlog.channel"]
+    unmapped = mapper is None or code is None
+    if mapper is not None and code is not None:
+        settled.update(mapper_class_fields(mapper, code))
+    return EventClass(family, settled, unmapped)
+
+
 def _class_of(document: Mapping[str, Any]) -> EventClass:
     _, _, _, provider, channel, code = event_parts(document)
     key = (provider, channel, code)
     found = _CLASSES.get(key)
     if found is not None:
         return found
-    family, mapper = mapping_for(provider, channel)
-    settled = identity_fields(provider, channel, code)
-    unmapped = mapper is None or code is None
-    if mapper is not None and code is not None:
-        settled.update(mapper_class_fields(mapper, code))
-    made = EventClass(family, settled, unmapped)
+    made = _make_class(provider, channel, code, True)
     if len(_CLASSES) >= _CACHE_LIMIT:
         _CLASSES.clear()
     _CLASSES[key] = made
+    return made
+
+
+# The head of a record as the evtx package renders it to JSON: the root, then System's first two members, the
+# provider (its Name first, then plain attributes) and the event id as a number.
+_RENDERED_PREFIX = (
+    '{"Event":{"#attributes":{"xmlns":"http://schemas.microsoft.com/win/2004/08/events/event"},'
+    '"System":{"Provider":{"#attributes":{"Name":"'
+)
+_RENDERED_PROVIDER_AND_ID = re.compile(r'([^"\\]+)"(?:,"(?!Name")[A-Za-z]+":"[^"\\]*")*\}\},"EventID":(\d{1,18})')
+_HEAD_LIMIT = 512
+"""Characters of a provider name, its attributes and the event id read at most; a longer head is decoded."""
+_BY_HEAD: dict[str, EventClass | None] = {}
+
+
+def rendered_event_class(text: str) -> EventClass | None:
+    """The class of a raw Windows event given as the JSON text evtx renders, read without decoding the event, with
+    the channel left unsettled; None when the text does not show the provider and event id plainly (decode the
+    event and ask :func:`windows_event_class`), or when the provider's mapping depends on the channel.
+
+    Only the head of the text is read: a prefix, then the provider's name and the event id as System's first two
+    members, every string in between plain (no escapes), so that they are System's own members and not text
+    inside a value. Keys are unique within an object in evtx's rendering (a repeated child element is written
+    with a ``_N`` suffix), so a decoder reads the same two values. Leaving the channel unsettled keeps the
+    verdicts sound for every channel: a rule that reads ``winlog.channel`` is never decided on such a class.
+    """
+    if not text.startswith(_RENDERED_PREFIX):
+        return None
+    start = len(_RENDERED_PREFIX)
+    # The head (name, attributes, id) is the same text in every event of a provider and id: it is the cache key,
+    # checked against the pattern once.
+    id_at = text.find('}},"EventID":', start, start + _HEAD_LIMIT)
+    if id_at < 0:
+        return None
+    end = text.find(",", id_at + 13, id_at + 33)
+    if end < 0:
+        return None
+    head = text[start:end]
+    try:
+        return _BY_HEAD[head]
+    except KeyError:
+        pass
+    match = _RENDERED_PROVIDER_AND_ID.fullmatch(head)
+    made = None
+    if match is not None:
+        provider, digits = match.group(1, 2)
+        if not mapping_depends_on_channel(provider):
+            made = _make_class(provider, None, str(int(digits)), False)
+    if len(_BY_HEAD) >= _CACHE_LIMIT:
+        _BY_HEAD.clear()
+    _BY_HEAD[head] = made
     return made

@@ -56,6 +56,11 @@ def mapping_for(provider: str | None, channel: str | None) -> tuple[str, Provide
     return WINDOWS, None
 
 
+def mapping_depends_on_channel(provider: str) -> bool:
+    """Whether :func:`mapping_for` can give this provider's events different mappings on different channels."""
+    return provider == _EVENTLOG_PROVIDER
+
+
 def os_type_for(provider: str | None) -> str:
     """``host.os.type`` of an event from this provider: Sysmon for Linux writes the same schema."""
     return "linux" if provider == "Linux-Sysmon" else "windows"

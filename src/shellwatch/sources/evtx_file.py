@@ -40,18 +40,28 @@ from shellwatch.sources.evtx_layout import (
 from shellwatch.sources.record import Origin, RawRecord, ReadProblem
 
 ProblemSink = Callable[[ReadProblem], None]
+RecordClaim = Callable[[str], bool]
+"""Given a record's JSON rendering, True when the caller accounts for the record itself, undecoded: the reader
+then neither decodes nor yields it (a hunt counts the records of event classes no rule can match this way)."""
 
 _RECORD_ERROR = re.compile(r"Failed to parse record number (\d+): ?")
 _REPAIR_BATCH_CHUNKS = 16
 
 
 def read_evtx(
-    source: str | IO[bytes], display: str, on_problem: ProblemSink, *, opened: IO[bytes] | None = None
+    source: str | IO[bytes],
+    display: str,
+    on_problem: ProblemSink,
+    *,
+    opened: IO[bytes] | None = None,
+    claim: RecordClaim | None = None,
 ) -> Iterator[RawRecord]:
     """Every readable record of an EVTX file, in file order, then those recovered from damaged chunks.
 
     ``source`` is a path or a seekable binary file; ``display`` names it in origins and problems. ``opened``: the
     file at ``source`` already open (seekable), for the chunk-header check to use instead of opening it again.
+    ``claim``: offered each record's JSON text first (records recovered from damaged chunks excepted); a record
+    it claims is not yielded.
     """
     ledger = _Ledger()
     try:
@@ -60,7 +70,7 @@ def read_evtx(
     except Exception as error:
         ledger.header_damaged = f"EVTX file header damaged ({error}); reading its chunks one by one"
     else:
-        yield from _read_with_parser(parser, display, ledger, on_problem)
+        yield from _read_with_parser(parser, display, ledger, on_problem, claim)
     yield from _recover_chunks(source if opened is None else opened, display, ledger, on_problem)
 
 
@@ -111,7 +121,9 @@ class _Ledger:
         return True
 
 
-def _read_with_parser(parser: Any, display: str, ledger: _Ledger, on_problem: ProblemSink) -> Iterator[RawRecord]:
+def _read_with_parser(
+    parser: Any, display: str, ledger: _Ledger, on_problem: ProblemSink, claim: RecordClaim | None
+) -> Iterator[RawRecord]:
     records = parser.records_json()
     runs = ledger.runs
     loads = orjson.loads
@@ -130,6 +142,8 @@ def _read_with_parser(parser: Any, display: str, ledger: _Ledger, on_problem: Pr
                     run_start = run_end = record_id
                 # _event_data, written out: this runs for every record of every file.
                 text = item["data"]
+                if claim is not None and claim(text):
+                    continue
                 try:
                     data = loads(text)
                 except orjson.JSONDecodeError:

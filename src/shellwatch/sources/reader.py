@@ -23,7 +23,7 @@ from typing import IO
 
 from shellwatch.sources.archives import tar_members, zip_members
 from shellwatch.sources.event_xml import read_event_xml
-from shellwatch.sources.evtx_file import read_evtx
+from shellwatch.sources.evtx_file import RecordClaim, read_evtx
 from shellwatch.sources.inputs import STDIN, Input, iter_inputs, list_inputs
 from shellwatch.sources.json_records import read_json
 from shellwatch.sources.record import Origin, RawRecord, ReadProblem
@@ -53,10 +53,11 @@ def read_paths(paths: Sequence[str], *, on_problem: Callable[[ReadProblem], None
         yield from read_input(item, on_problem)
 
 
-def read_input(item: Input, on_problem: ProblemSink) -> Iterator[RawRecord]:
-    """Every record of one listed input."""
+def read_input(item: Input, on_problem: ProblemSink, *, claim: RecordClaim | None = None) -> Iterator[RawRecord]:
+    """Every record of one listed input; ``claim`` is offered the JSON text of each EVTX record first and takes
+    the records it returns True for out of the yield (:data:`~shellwatch.sources.evtx_file.RecordClaim`)."""
     if item.path == STDIN:
-        yield from _read_stream(sys.stdin.buffer, STDIN, None, on_problem, 0)
+        yield from _read_stream(sys.stdin.buffer, STDIN, None, on_problem, 0, claim)
         return
     try:
         stream = open(item.path, "rb")  # noqa: SIM115 -- closed below, after the generator is done with it
@@ -64,11 +65,16 @@ def read_input(item: Input, on_problem: ProblemSink) -> Iterator[RawRecord]:
         on_problem(ReadProblem(Origin(item.path), f"cannot open: {error.strerror or error}"))
         return
     with stream:
-        yield from _read_stream(stream, item.path, item.path, on_problem, 0)
+        yield from _read_stream(stream, item.path, item.path, on_problem, 0, claim)
 
 
 def _read_stream(
-    stream: IO[bytes], display: str, file_path: str | None, on_problem: ProblemSink, nesting: int
+    stream: IO[bytes],
+    display: str,
+    file_path: str | None,
+    on_problem: ProblemSink,
+    nesting: int,
+    claim: RecordClaim | None = None,
 ) -> Iterator[RawRecord]:
     """Records of one stream; ``file_path`` is set when the stream is that file on disk (EVTX and zip then
     read the file directly instead of a copy)."""
@@ -82,17 +88,17 @@ def _read_stream(
             if file_path is not None:
                 # The parser reads the file by its path; the chunk-header check reuses this open stream.
                 opened = stream if stream.seekable() else None
-                yield from read_evtx(file_path, display, on_problem, opened=opened)
+                yield from read_evtx(file_path, display, on_problem, opened=opened, claim=claim)
             else:
-                yield from _read_evtx_copy(stream, display, on_problem)
+                yield from _read_evtx_copy(stream, display, on_problem, claim)
         elif sniffed.format == "gzip":
             with gzip.GzipFile(fileobj=stream, mode="rb") as inner:
-                yield from _read_stream(inner, display, None, on_problem, nesting + 1)  # type: ignore[arg-type]
+                yield from _read_stream(inner, display, None, on_problem, nesting + 1, claim)  # type: ignore[arg-type]
         elif sniffed.format == "zip":
-            yield from _read_zip(stream, display, file_path, on_problem, nesting)
+            yield from _read_zip(stream, display, file_path, on_problem, nesting, claim)
         elif sniffed.format == "tar":
             for name, member in tar_members(stream):
-                yield from _read_stream(member, f"{display}!{name}", None, on_problem, nesting + 1)
+                yield from _read_stream(member, f"{display}!{name}", None, on_problem, nesting + 1, claim)
         elif sniffed.format == "xml":
             yield from read_event_xml(_xml_text(stream, sniffed, head), display, on_problem)
         elif sniffed.format == "json":
@@ -105,25 +111,32 @@ def _read_stream(
         on_problem(ReadProblem(Origin(display), f"read error: {type(error).__name__}: {error}"))
 
 
-def _read_evtx_copy(stream: IO[bytes], display: str, on_problem: ProblemSink) -> Iterator[RawRecord]:
+def _read_evtx_copy(
+    stream: IO[bytes], display: str, on_problem: ProblemSink, claim: RecordClaim | None
+) -> Iterator[RawRecord]:
     # The parser needs a file it can seek in: a stream (gzip member, stdin) is copied to one first.
     with spool(stream) as copy:
-        yield from read_evtx(copy, display, on_problem)
+        yield from read_evtx(copy, display, on_problem, claim=claim)
 
 
 def _read_zip(
-    stream: IO[bytes], display: str, file_path: str | None, on_problem: ProblemSink, nesting: int
+    stream: IO[bytes],
+    display: str,
+    file_path: str | None,
+    on_problem: ProblemSink,
+    nesting: int,
+    claim: RecordClaim | None,
 ) -> Iterator[RawRecord]:
     if file_path is not None:
-        yield from _read_zip_members(file_path, display, on_problem, nesting)
+        yield from _read_zip_members(file_path, display, on_problem, nesting, claim)
         return
     # zip's index is at its end: a one-way stream is copied to a seekable file first.
     with spool(stream) as copy:
-        yield from _read_zip_members(copy, display, on_problem, nesting)
+        yield from _read_zip_members(copy, display, on_problem, nesting, claim)
 
 
 def _read_zip_members(
-    archive_file: str | IO[bytes], display: str, on_problem: ProblemSink, nesting: int
+    archive_file: str | IO[bytes], display: str, on_problem: ProblemSink, nesting: int, claim: RecordClaim | None
 ) -> Iterator[RawRecord]:
     for name, archive, member in zip_members(archive_file):
         member_display = f"{display}!{name}"
@@ -133,7 +146,7 @@ def _read_zip_members(
             on_problem(ReadProblem(Origin(member_display), f"cannot open archive member: {error}"))
             continue
         with opened:
-            yield from _read_stream(opened, member_display, None, on_problem, nesting + 1)
+            yield from _read_stream(opened, member_display, None, on_problem, nesting + 1, claim)
 
 
 def _xml_text(stream: IO[bytes], sniffed: Sniffed, head: bytes) -> IO[bytes]:
