@@ -198,7 +198,7 @@ def test_elastic_defend_documents_pass_through_unchanged() -> None:
     ):
         document = json.loads((root / relative).read_text(encoding="utf-8"))
         family, event = normalize_with_family(RawRecord(document, "json", Origin(relative, line=1)))
-        assert family == "ecs"
+        assert family == "elastic_defend"
         flat = flatten(document)
         unchanged = {k: v for k, v in flat.items() if k != "@timestamp"}
         assert {k: event[k] for k in unchanged} == unchanged

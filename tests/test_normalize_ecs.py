@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shellwatch.ecs import flatten
 from shellwatch.normalize.dispatch import normalize_with_family, source_family
 from shellwatch.sources.record import Origin, RawRecord
 
@@ -115,3 +116,64 @@ def test_collected_winlogbeat_document_gets_the_pipeline_mapping_only() -> None:
     assert event["process.parent.name"] == "explorer.exe"
     assert (event["user.name"], event["user.id"]) == ("u", "S-1-5-18")
     assert event["winlog.record_id"] == "7"
+
+
+def _collected_sysmon_document() -> dict[str, Any]:
+    """A Sysmon 1 document as Winlogbeat 8 writes it without an ingest pipeline."""
+    return {
+        "@timestamp": "2024-05-01T10:00:00.250Z",
+        "agent": {"type": "winlogbeat", "version": "8.12.2"},
+        "event": {"code": "1", "kind": "event", "created": "2024-05-01T10:00:01.000Z"},
+        "winlog": {
+            "channel": "Microsoft-Windows-Sysmon/Operational",
+            "provider_name": "Microsoft-Windows-Sysmon",
+            "event_id": "1",
+            "event_data": {"UtcTime": "2024-05-01 10:00:00.247", "Image": "C:\\Windows\\System32\\cmd.exe"},
+        },
+    }
+
+
+def test_collected_document_keeps_the_shippers_event_created() -> None:
+    """The sysmon pipeline sets event.created from winlog.time_created only (elastic/integrations
+    packages/windows/data_stream/sysmon_operational/elasticsearch/ingest_pipeline/default.yml @ 029004a3): without
+    it, Winlogbeat's own event.created stays; with it, it wins; with neither, there is none."""
+    document = _collected_sysmon_document()
+    event = normalize_with_family(_json(document))[1]
+    assert (event["@timestamp"], event["event.created"]) == ("2024-05-01T10:00:00.247Z", "2024-05-01T10:00:01.000Z")
+
+    document["winlog"]["time_created"] = "2024-05-01T10:00:00.250Z"
+    assert normalize_with_family(_json(document))[1]["event.created"] == "2024-05-01T10:00:00.250Z"
+
+    del document["winlog"]["time_created"], document["event"]["created"]
+    assert "event.created" not in normalize_with_family(_json(document))[1]
+
+
+def test_collected_document_event_code_is_a_string() -> None:
+    """Winlogbeat 7.0-7.x wrote the event id as a number; the pipelines set event.code from winlog.event_id as a
+    string (same pipeline, ``set event.code '{{winlog.event_id}}'``), the keyword Elasticsearch indexes."""
+    document = _collected_sysmon_document()
+    document["event"]["code"] = 1
+    document["winlog"]["event_id"] = 1
+    event = normalize_with_family(_json(document))[1]
+    assert event["event.code"] == "1"
+    assert event["event.category"] == ["process"]
+
+
+def test_ingested_document_without_category_is_not_mapped_again() -> None:
+    """``event.ingested`` marks a document the integrations' pipelines wrote (the Fleet final pipeline sets it on
+    every document), even for an event id no categorization table lists: its fields are not mapped again."""
+    document = {
+        "@timestamp": "2024-05-06T22:41:19.338Z",
+        "event": {"code": "4799", "ingested": "2024-05-06T22:41:24Z", "kind": "event"},
+        "user": {"name": "as-ingested"},
+        "winlog": {
+            "channel": "Security",
+            "provider_name": "Microsoft-Windows-Security-Auditing",
+            "event_id": "4799",
+            "event_data": {"SubjectUserName": "other", "SubjectDomainName": "CORP"},
+        },
+    }
+    event = normalize_with_family(_json(document))[1]
+    assert event["user.name"] == "as-ingested"
+    assert "user.domain" not in event
+    assert event == {**flatten(document), "host.os.type": "windows"}

@@ -26,8 +26,9 @@ from typing import Any
 
 from shellwatch.alerts.document import build_alert, rule_fields
 from shellwatch.engine.ruleset import RuleSet
+from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY, SourceContext
 from shellwatch.normalize.demand import FieldDemand
-from shellwatch.normalize.dispatch import normalize_with_family
+from shellwatch.normalize.dispatch import UNKNOWN, WINDOWS_FAMILIES, normalize_with_family
 from shellwatch.normalize.event_class import rendered_event_class, windows_event_class
 from shellwatch.parallel import scan_in_order, worker_count
 from shellwatch.prefilter import ClassPrefilter
@@ -67,6 +68,9 @@ class HuntStats:
     records: int = 0
     events_in_window: int = 0
     by_source: Counter[str] = field(default_factory=Counter)
+    """Records by source (:data:`~shellwatch.normalize.dispatch.SOURCES`, or ``unknown``)."""
+    unrecognized_at: list[str] = field(default_factory=list)
+    """Where records of no known source were found (the first of each stretch of counts, ten at most)."""
     alerts: int = 0
     duplicates: int = 0
     """Matches skipped because an alert with the same id was already made (the same event read twice)."""
@@ -122,6 +126,8 @@ class ScanCounts:
     records: int
     in_window: int
     by_source: dict[str, int]
+    unrecognized_at: str | None = None
+    """Where the first record of no known source in these records is, if there is one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,17 +149,23 @@ class ScanSettings:
     end: datetime | None
     detected_at: datetime
     """The alerts' detection time: one for the whole hunt, whichever process builds the alert."""
+    source: str | None = None
+    """A source name (:data:`~shellwatch.normalize.dispatch.SOURCES`) to read every record as; None recognizes
+    each record's source."""
+    process_memory: int = DEFAULT_PROCESS_MEMORY
+    """Entries a normalizer may remember per input (:class:`~shellwatch.normalize.context.SourceContext`)."""
 
 
 class _Tally:
     """An input's counts since its last :class:`ScanCounts`."""
 
-    __slots__ = ("by_source", "in_window", "records")
+    __slots__ = ("by_source", "in_window", "records", "unrecognized_at")
 
     def __init__(self) -> None:
         self.records = 0
         self.in_window = 0
         self.by_source: dict[str, int] = {}
+        self.unrecognized_at: str | None = None
 
     def count_class_skipped(self, family: str) -> None:
         """A record of a class no rule can match: read and in the window (the prefilter runs only without one)."""
@@ -163,9 +175,10 @@ class _Tally:
 
     def take(self) -> ScanCounts:
         """The counts so far, and a fresh start."""
-        counts = ScanCounts(self.records, self.in_window, self.by_source)
+        counts = ScanCounts(self.records, self.in_window, self.by_source, self.unrecognized_at)
         self.records = self.in_window = 0
         self.by_source = {}
+        self.unrecognized_at = None
         return counts
 
 
@@ -186,11 +199,15 @@ class InputScanner:
         """The alerts, problems and record counts of one input, in record order."""
         problems: list[ReadProblem] = []
         tally = _Tally()
+        source = self.settings.source
         may_match = self._prefilter.may_match if self._prefilter is not None else None
+        if source is not None and source not in WINDOWS_FAMILIES:
+            may_match = None  # read as another source, a Windows event is not one of its classes
         start, end = self.settings.start, self.settings.end
         windowed = start is not None or end is not None
         matching = self.rules.matching
         demand = self._demand
+        context = SourceContext(process_memory=self.settings.process_memory)
         claim = None
         if may_match is not None:
 
@@ -217,9 +234,11 @@ class InputScanner:
                     tally.count_class_skipped(event_class.family)
                     continue
             tally.records += 1
-            family, event = normalize_with_family(record, demand)
+            family, event = normalize_with_family(record, demand, context=context, source=source)
             by_source = tally.by_source
             by_source[family] = by_source.get(family, 0) + 1
+            if family == UNKNOWN and tally.unrecognized_at is None:
+                tally.unrecognized_at = str(record.origin)
             if windowed:
                 moment = _event_time(event)
                 if moment is not None and (
@@ -231,7 +250,7 @@ class InputScanner:
             if matched:
                 if demand is not None:
                     # Matched on the demanded fields: the alert shows the whole event.
-                    event = normalize_with_family(record)[1]
+                    event = normalize_with_family(record, context=context, source=source)[1]
                 yield from self._alerts(matched, event, record.origin)
         yield from problems
         if tally.records:
@@ -310,6 +329,8 @@ def hunt(
     on_problem: Callable[[ReadProblem], None] | None = None,
     on_progress: Callable[[HuntStats], None] | None = None,
     workers: int | None = None,
+    source: str | None = None,
+    process_memory: int = DEFAULT_PROCESS_MEMORY,
 ) -> Iterator[dict[str, Any]]:
     """Read ``paths`` and yield one alert per (rule, matching event), in input order then rule order.
 
@@ -320,9 +341,15 @@ def hunt(
     ``workers``: processes to spread the inputs over; None for all cores, except that inputs too small to repay
     starting workers (and stdin) are read in this process. Alerts, problems and counts are the same whatever the
     number of workers.
+
+    ``source``: read every record as this source (a name of :data:`~shellwatch.normalize.dispatch.SOURCES`)
+    instead of recognizing each one. ``process_memory``: entries a normalizer may remember per input (a CrowdStrike
+    process for its children, a Defender device's operating system).
     """
     stats = stats if stats is not None else HuntStats()
-    settings = ScanSettings(start=start, end=end, detected_at=datetime.now(UTC))
+    settings = ScanSettings(
+        start=start, end=end, detected_at=datetime.now(UTC), source=source, process_memory=process_memory
+    )
     made: set[str] = set()
 
     def problem(p: ReadProblem) -> None:
@@ -362,6 +389,8 @@ def hunt(
                 stats.records += result.records
                 stats.events_in_window += result.in_window
                 stats.by_source.update(result.by_source)
+                if result.unrecognized_at is not None and len(stats.unrecognized_at) < 10:
+                    stats.unrecognized_at.append(result.unrecognized_at)
                 if on_progress is not None:
                     stats.seconds = time.perf_counter() - began
                     on_progress(stats)

@@ -22,6 +22,8 @@ from rich.text import Text
 from shellwatch.cli.display import make_console, safe_text, stderr_is_terminal
 from shellwatch.cli.rule_selection import load_selected_rules, rules_option
 from shellwatch.engine.ruleset import RuleSet
+from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY
+from shellwatch.normalize.dispatch import SOURCES, UNKNOWN
 from shellwatch.output.csv_file import write_csv
 from shellwatch.output.json_lines import write_json_array, write_ndjson
 from shellwatch.output.table import AlertTable, print_rule_summary
@@ -109,6 +111,16 @@ def _print_summary(console: Console, stats: HuntStats, rule_count: int) -> None:
     if stats.by_source:
         sources = ", ".join(f"{family} {count:,}" for family, count in stats.by_source.most_common())
         console.print(Text(f"events by source: {sources}"), soft_wrap=True)
+    unrecognized = stats.by_source.get(UNKNOWN, 0)
+    if unrecognized:
+        where = f" (first at {safe_text(stats.unrecognized_at[0])})" if stats.unrecognized_at else ""
+        console.print(
+            Text(
+                f"{unrecognized:,} records of no known source{where}: matched as read, flattened; "
+                "--source names their source"
+            ),
+            soft_wrap=True,
+        )
     if stats.problems:
         reasons = stats.problem_reasons()
         console.print(Text(f"{len(stats.problems)} parts of the input skipped:"), soft_wrap=True)
@@ -142,6 +154,22 @@ def _open_output(stack: ExitStack, output: Path | None, binary: bool) -> IO[Any]
 @click.option("--to", "end", type=_TimeBound(), help="Only events before this ISO 8601 time.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit with status 1 when there are alerts (for scripts).")
 @click.option(
+    "--source",
+    type=click.Choice(sorted(SOURCES)),
+    default=None,
+    help="Read every record as this source instead of recognizing each one. "
+    + "; ".join(f"{name}: {description}" for name, description in SOURCES.items())
+    + ".",
+)
+@click.option(
+    "--process-memory",
+    type=click.IntRange(min=0),
+    default=DEFAULT_PROCESS_MEMORY,
+    show_default=True,
+    help="Processes (and devices) a normalizer remembers per input, to name a CrowdStrike event's parent or a "
+    "Defender device's operating system.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
@@ -155,6 +183,8 @@ def hunt_command(
     start: datetime | None,
     end: datetime | None,
     fail_on_alert: bool,
+    source: str | None,
+    process_memory: int,
     workers: int | None,
 ) -> None:
     """Hunt PATHS (EVTX, event XML, JSON/NDJSON, .gz/.zip, folders, - for stdin) with the rules.
@@ -193,6 +223,8 @@ def hunt_command(
             on_problem=on_problem,
             on_progress=progress.update,
             workers=workers,
+            source=source,
+            process_memory=process_memory,
         )
         if output_format == "ndjson":
             write_ndjson(alerts, _open_output(stack, output, binary=True))

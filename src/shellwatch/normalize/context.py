@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-DEFAULT_PROCESS_MEMORY = 100_000
-"""Entries a normalizer may remember per input by default (processes, devices): a few tens of MB at most."""
+DEFAULT_PROCESS_MEMORY = 50_000
+"""Entries a normalizer may remember per input by default (processes, devices). A remembered CrowdStrike process
+holds its name, path and command line, about 1 KB with typical paths: some 50 MB per input at this default."""
 
 _State = TypeVar("_State")
 

@@ -9,22 +9,69 @@ with only what rules need and the shipper leaves out filled in:
 * ``@timestamp`` as ISO 8601 UTC.
 
 A Winlogbeat document that did not go through an ingest pipeline (Winlogbeat writing to a file or Logstash: it
-has ``winlog.*`` but no ``event.module``/``event.category``) gets the provider's mapping from here, exactly as
-its raw EVTX event would.
+has ``winlog.*`` but no ``event.module``/``event.category``/``event.ingested``) gets the provider's mapping from
+here, exactly as its raw EVTX event would.
+
+Elastic Defend documents (``logs-endpoint.events.*``: :func:`is_elastic_defend_document`) are Elastic's own
+endpoint writing ECS; they are kept whole, only names and ``@timestamp`` completed as above. They never get a
+``host.os.type`` they do not carry: current endpoints send it, and a document without it (early schema versions)
+is left as Elastic would search it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from shellwatch.ecs import Event, flatten
+from shellwatch.normalize.context import SourceContext
 from shellwatch.normalize.providers import mapping_for
 from shellwatch.normalize.timestamps import iso_utc
 from shellwatch.normalize.windows_event import text_value
 
+ELASTIC_DEFEND_FAMILY: Final = "elastic_defend"
+
 _EVENT_DATA = "winlog.event_data."
 _USER_DATA = "winlog.user_data."
+
+# Fields only an ingest pipeline writes: a document holding one has been through it. event.ingested is set by
+# the integrations' final pipeline, also on events no categorization table lists.
+_INGESTED_MARKERS: Final = ("event.module", "event.category", "event.ingested")
+_DEFEND_VALUE = "endpoint"
+_DEFEND_DATASET_PREFIX = "endpoint."
+
+
+def _member(document: Mapping[str, Any], parent: str, child: str) -> Any:
+    """``parent.child`` of a document written nested (``{parent: {child: ...}}``) or dotted; ``None`` when absent."""
+    dotted = document.get(f"{parent}.{child}")
+    if dotted is not None:
+        return dotted
+    inner = document.get(parent)
+    return inner.get(child) if isinstance(inner, Mapping) else None
+
+
+def is_elastic_defend_document(document: Mapping[str, Any]) -> bool:
+    """Whether a (nested or dotted) JSON document was written by Elastic Defend: ``agent.type`` or
+    ``event.module`` "endpoint", or an ``endpoint.*`` data stream (``data_stream.dataset`` or ``event.dataset``,
+    e.g. ``endpoint.events.process``). Never raises."""
+    try:
+        if _member(document, "agent", "type") == _DEFEND_VALUE or _member(document, "event", "module") == _DEFEND_VALUE:
+            return True
+        for parent in ("data_stream", "event"):
+            dataset = _member(document, parent, "dataset")
+            if isinstance(dataset, str) and dataset.startswith(_DEFEND_DATASET_PREFIX):
+                return True
+    except Exception:  # an exotic mapping type: not a decoded JSON object of this family
+        return False
+    return False
+
+
+def normalize_elastic_defend_document(document: Mapping[str, Any], context: SourceContext | None = None) -> Event:
+    """An Elastic Defend document, flattened and kept whole: only ``process.name`` / ``process.parent.name``
+    (from the executable, when missing) and ``@timestamp`` (as ISO 8601 UTC) are completed. ``context`` is
+    accepted for the family contract; nothing is remembered."""
+    del context
+    return normalize_ecs_document(document, windows_log=False)
 
 
 def is_windows_log_document(document: Mapping[str, Any]) -> bool:
@@ -51,7 +98,7 @@ def normalize_ecs_document(document: Mapping[str, Any], *, windows_log: bool) ->
             event["@timestamp"] = moment
     mapped_here = False
     if windows_log:
-        if "event.module" not in event and "event.category" not in event:
+        if not any(marker in event for marker in _INGESTED_MARKERS):
             mapped_here = _map_collected_event(event)
         if "host.os.type" not in event:
             event["host.os.type"] = "windows"
@@ -84,7 +131,9 @@ def _map_collected_event(event: Event) -> bool:
         event["winlog.record_id"] = str(record_id)
     if code is None:
         return False
-    event.setdefault("event.code", code)
+    # A keyword in Elasticsearch, and the pipelines set it from winlog.event_id as a string; Winlogbeat 7.0-7.x
+    # wrote it as a number.
+    event["event.code"] = code
     event.setdefault("event.kind", "event")
     _, mapper = mapping_for(
         provider if isinstance(provider, str) else None, channel if isinstance(channel, str) else None
@@ -95,7 +144,18 @@ def _map_collected_event(event: Event) -> bool:
     if not data:
         data = _fields_under(event, _USER_DATA)
         data.pop("xml_name", None)
+    shipped_created = event.get("event.created")
     mapper(event, data, code)
+    if event.get("event.created") != shipped_created:
+        # The mapper keeps a raw event's System time there, as the sysmon pipeline copies winlog.time_created;
+        # a document without winlog.time_created keeps Winlogbeat's own event.created (its read time), if any.
+        time_created = iso_utc(event.get("winlog.time_created"))
+        if time_created is not None:
+            event["event.created"] = time_created
+        elif shipped_created is not None:
+            event["event.created"] = shipped_created
+        else:
+            del event["event.created"]
     return True
 
 

@@ -3,7 +3,8 @@
 :func:`read_paths` walks the inputs (:mod:`shellwatch.sources.inputs`), recognizes each by content
 (:mod:`shellwatch.sources.sniff`), unwraps gzip, zip and tar on the fly, and hands the content to the reader
 of its format: EVTX (:mod:`~shellwatch.sources.evtx_file`), Windows event XML
-(:mod:`~shellwatch.sources.event_xml`) or JSON (:mod:`~shellwatch.sources.json_records`). Every problem is
+(:mod:`~shellwatch.sources.event_xml`), JSON (:mod:`~shellwatch.sources.json_records`) or CSV with a header
+row (:mod:`~shellwatch.sources.csv_records`). Every problem is
 reported through ``on_problem`` with the input and position it concerns, and reading goes on with the next
 record, member or input.
 
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO
 
 from shellwatch.sources.archives import tar_members, zip_members
+from shellwatch.sources.csv_records import read_csv
 from shellwatch.sources.event_xml import read_event_xml
 from shellwatch.sources.evtx_file import RecordClaim, read_evtx
 from shellwatch.sources.inputs import STDIN, Input, iter_inputs, list_inputs
@@ -103,10 +105,13 @@ def _read_stream(
             yield from read_event_xml(_xml_text(stream, sniffed, head), display, on_problem)
         elif sniffed.format == "json":
             yield from read_json(as_utf8(stream, sniffed.encoding, sniffed.bom_length), display, on_problem)
+        elif sniffed.format == "csv":
+            yield from read_csv(as_utf8(stream, sniffed.encoding, sniffed.bom_length), display, on_problem)
         elif sniffed.format == "empty":
             on_problem(ReadProblem(Origin(display), "empty input"))
         else:
-            on_problem(ReadProblem(Origin(display), "unrecognized format (not EVTX, event XML, JSON or an archive)"))
+            reason = "unrecognized format (not EVTX, event XML, JSON, CSV or an archive)"
+            on_problem(ReadProblem(Origin(display), reason))
     except Exception as error:  # a corrupt archive, a truncated gzip stream, an I/O error: report, go on
         on_problem(ReadProblem(Origin(display), f"read error: {type(error).__name__}: {error}"))
 

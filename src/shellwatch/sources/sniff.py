@@ -1,5 +1,10 @@
 """Which reader an input needs, decided from its first bytes (magic numbers, byte order marks, the first
 non-space characters), never from its name alone: logs are renamed, exported without extensions, or piped in.
+
+Text is Windows event XML when it opens with markup, JSON when it opens an object or array, and CSV when its
+first line is a header row: two or more comma-separated column names (letters, digits, ``_``, spaces, dots,
+each optionally in double quotes), as Microsoft Defender's Advanced Hunting, Sentinel and spreadsheet exports
+write it. Anything else is unknown.
 """
 
 from __future__ import annotations
@@ -7,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Format = Literal["evtx", "gzip", "zip", "tar", "xml", "json", "empty", "unknown"]
+Format = Literal["evtx", "gzip", "zip", "tar", "xml", "json", "csv", "empty", "unknown"]
 
 EVTX_FILE_MAGIC = b"ElfFile\x00"
 EVTX_CHUNK_MAGIC = b"ElfChnk\x00"
@@ -25,6 +30,9 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 _TEXT_WHITESPACE = " \t\r\n\ufeff"
 # The Event Viewer's XML view marks every element it can fold with "- " (unfolded) or "+ " (folded).
 _EVENT_VIEWER_MARKERS = ("- <", "+ <")
+# Characters a CSV column name may hold besides letters and digits. Free text with a comma ("Hello, world!")
+# fails on its punctuation; a log line on its colons, slashes or brackets.
+_COLUMN_NAME_EXTRAS = frozenset("_ .")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,8 @@ def _sniff_text(head: bytes) -> Sniffed:
         return Sniffed("json", encoding, bom_length)
     if not text:
         return Sniffed("empty")
+    if _looks_like_csv_header(text):
+        return Sniffed("csv", encoding, bom_length)
     return Sniffed("unknown")
 
 
@@ -80,6 +90,25 @@ def _looks_like_json(text: str) -> bool:
     if opener == "[":
         return rest[:1] in ("{", "[", "]", '"', "-", "t", "f", "n", "") or rest[:1].isdigit()
     return False
+
+
+def _looks_like_csv_header(text: str) -> bool:
+    # The head may end inside the header row; a row cut short still shows its first column names.
+    names = text.split("\n", 1)[0].rstrip("\r").split(",")
+    return len(names) >= 2 and all(_is_column_name(name) for name in names)
+
+
+def _is_column_name(text: str) -> bool:
+    name = text.strip(" \t")
+    if len(name) >= 2 and name[0] == '"' and name[-1] == '"':
+        name = name[1:-1]
+    has_word = False
+    for char in name:
+        if char.isalnum() or char == "_":
+            has_word = True
+        elif char not in _COLUMN_NAME_EXTRAS:
+            return False
+    return has_word
 
 
 def _text_encoding(head: bytes) -> tuple[str, int]:
