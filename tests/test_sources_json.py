@@ -169,3 +169,18 @@ def test_text_that_only_starts_like_json_is_given_up(tmp_path: Path) -> None:
     assert records == []
     assert len(problems) == json_records.GIVE_UP_AFTER + 1
     assert problems[-1].reason == "no JSON object found; rest skipped"
+
+
+def test_event_hub_batches_give_their_records(tmp_path: Path) -> None:
+    """Azure Event Hubs (and diagnostic settings) deliver batches as {"records": [...]}; Microsoft 365 Defender's
+    streaming API is read that way (https://learn.microsoft.com/en-us/defender-xdr/streaming-api-event-hub).
+    Only an object whose one key is "records" is a batch: a document that merely has such a field is one record."""
+    batch = {"records": [{"category": "AdvancedHunting-DeviceProcessEvents", "n": 1}, {"n": 2}, "stray"]}
+    document = {"records": [{"n": 3}], "other": 1}
+    path = tmp_path / "hub.json"
+    path.write_text(json.dumps(batch) + "\n" + json.dumps(document) + "\n", encoding="utf-8")
+    records, problems = read(path)
+    assert [record.data.get("n") for record in records] == [1, 2, None]
+    assert records[2].data == document
+    assert [record.origin.line for record in records] == [1, 1, 2]
+    assert len(problems) == 1 and "not an object" in problems[0].reason

@@ -140,3 +140,31 @@ def test_source_option_lists_every_source() -> None:
         assert name in result.stdout
     bad = CliRunner().invoke(main, ["hunt", "--source", "nonesuch", str(FIXTURES)])
     assert bad.exit_code == 2
+
+
+def test_linux_process_events_stay_out_of_windows_rules_and_reach_linux_rules() -> None:
+    """The benign fixtures of CrowdStrike (event_platform Lin), Endgame (POSIX paths), Microsoft 365 Defender
+    (DeviceInfo OSPlatform / path shape) and SentinelOne (endpoint.os linux) hold a Linux web server starting a
+    shell: the Windows seed rule stays quiet on them, and a Linux rule written the same way fires on each."""
+    from shellwatch.query.eql import parse_eql
+    from shellwatch.rules.model import Rule, RuleSource
+
+    query = (
+        'process where host.os.type == "linux" and event.type == "start" and '
+        'process.parent.name in ("nginx", "httpd", "php-fpm8.1") and process.name in ("bash", "sh", "dash")'
+    )
+    linux_rule = Rule(
+        rule_id="linux-web-shell-probe",
+        name="Linux web server spawns a shell",
+        description=query,
+        type="eql",
+        language="eql",
+        query=query,
+        ir=parse_eql(query),
+        source=RuleSource(path="tests/test_sources_mixed.py"),
+    )
+    alerts = list(hunt([str(FIXTURES)], RuleSet([linux_rule]), workers=1))
+    alerted = sorted(Path(alert["shellwatch.origin"]["path"]).parent.name for alert in alerts)
+    assert alerted == ["crowdstrike_fdr", "endgame", "m365_defender", "sentinel_one_cloud_funnel"]
+    windows = list(hunt([str(FIXTURES)], seed_eql_rules(), workers=1))
+    assert all(alert["host"]["os"]["type"] == "windows" for alert in windows)

@@ -1,7 +1,8 @@
 """JSON in, raw records out: NDJSON, a JSON array, a single object, or objects back to back (pretty-printed
 ones included, as some exports concatenate them).
 
-Each object becomes one record: shape ``windows_event`` when it is an evtx_dump rendering
+Each object becomes one record (the objects of an Azure Event Hubs batch, ``{"records": [...]}``, each one):
+shape ``windows_event`` when it is an evtx_dump rendering
 (``{"Event": {"System": ...}}``), shape ``json`` otherwise (ECS documents, Winlogbeat, OTRF records, EDR
 exports).
 
@@ -124,7 +125,11 @@ def _skip_rest_of_line(stream: IO[bytes], head: bytes) -> None:
 
 
 def _records(value: Any, display: str, line: int, on_problem: ProblemSink) -> Iterator[RawRecord]:
-    # A top-level array (a whole file, or one NDJSON line holding a batch) is a list of records.
+    # A top-level array (a whole file, or one NDJSON line holding a batch) is a list of records; so is the
+    # batch Azure Event Hubs and diagnostic settings deliver, {"records": [...]} (Microsoft 365 Defender's
+    # streaming API among them).
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("records"), list):
+        value = value["records"]
     items = value if isinstance(value, list) else (value,)
     for item in items:
         if isinstance(item, dict):
