@@ -21,7 +21,7 @@ import csv
 from collections.abc import Callable, Iterator
 from typing import IO
 
-from shellwatch.sources.record import Origin, RawRecord, ReadProblem
+from shellwatch.sources.record import Origin, ProblemCount, RawRecord, ReadProblem
 
 ProblemSink = Callable[[ReadProblem], None]
 
@@ -111,22 +111,10 @@ class _Lines:
                 self.line_number += 1
 
 
-class _ProblemCount:
-    """Passes problems on, counting them."""
-
-    def __init__(self, on_problem: ProblemSink) -> None:
-        self._on_problem = on_problem
-        self.count = 0
-
-    def report(self, problem: ReadProblem) -> None:
-        self.count += 1
-        self._on_problem(problem)
-
-
 def read_csv(stream: IO[bytes], display: str, on_problem: ProblemSink) -> Iterator[RawRecord]:
     """Every data row of a UTF-8 CSV stream as a record (column name -> non-empty cell text), with the line the
     row starts on; see the module docstring for what is reported and skipped."""
-    problems = _ProblemCount(on_problem)
+    problems = ProblemCount(on_problem)
     lines = _Lines(stream, display, problems.report)
     rows = csv.reader(lines, dialect="excel", strict=True)
     header: list[str] | None = None

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import orjson
 
-from shellwatch.sources.record import Origin, RawRecord, ReadProblem, RecordShape
+from shellwatch.sources.record import Origin, ProblemCount, RawRecord, ReadProblem, RecordShape
 
 ProblemSink = Callable[[ReadProblem], None]
 
@@ -41,7 +41,7 @@ _SEPARATORS = b" \t\r\n,"
 
 def read_json(stream: IO[bytes], display: str, on_problem: ProblemSink) -> Iterator[RawRecord]:
     """Every JSON object in a UTF-8 stream, with the line its value starts on."""
-    problems = _ProblemCount(on_problem)
+    problems = ProblemCount(on_problem)
     on_problem = problems.report
     scanner = _ValueScanner(display, on_problem)
     line_number = 0
@@ -87,18 +87,6 @@ def read_json(stream: IO[bytes], display: str, on_problem: ProblemSink) -> Itera
                 records += 1
                 yield record
     scanner.finish(line_number)
-
-
-class _ProblemCount:
-    """Passes problems on, counting them."""
-
-    def __init__(self, on_problem: ProblemSink) -> None:
-        self._on_problem = on_problem
-        self.count = 0
-
-    def report(self, problem: ReadProblem) -> None:
-        self.count += 1
-        self._on_problem(problem)
 
 
 def _loads(text: bytes, origin: Origin, on_problem: ProblemSink) -> Any:

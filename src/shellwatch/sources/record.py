@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -52,3 +53,18 @@ class ReadProblem:
 
     def __str__(self) -> str:
         return f"{self.origin}: {self.reason}"
+
+
+class ProblemCount:
+    """Passes problems on to ``on_problem``, counting them (a reader gives up on an input that yields nothing but
+    problems)."""
+
+    __slots__ = ("_on_problem", "count")
+
+    def __init__(self, on_problem: Callable[[ReadProblem], None]) -> None:
+        self._on_problem = on_problem
+        self.count = 0
+
+    def report(self, problem: ReadProblem) -> None:
+        self.count += 1
+        self._on_problem(problem)
