@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from typing import Any
 
 _LONG_MIN = -(1 << 63)
 _LONG_MAX = (1 << 63) - 1
@@ -16,6 +17,19 @@ _LONG_MAX = (1 << 63) - 1
 
 def _in_long_range(value: int) -> int | None:
     return value if _LONG_MIN <= value <= _LONG_MAX else None
+
+
+def whole_number(value: Any) -> int | None:
+    """A decoded JSON value as a long: an integer in the long range, a float with no fraction, a string as
+    :func:`es_convert_long`; None for anything else (booleans included)."""
+    kind = type(value)
+    if kind is int:
+        return _in_long_range(value)
+    if kind is str:
+        return es_convert_long(value)
+    if kind is float and value.is_integer():
+        return _in_long_range(int(value))
+    return None
 
 
 def _ascii_digits(text: str, base: int) -> int | None:

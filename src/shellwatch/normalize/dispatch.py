@@ -68,8 +68,8 @@ SOURCES: Final[dict[str, str]] = {
 WINDOWS_FAMILIES: Final = frozenset((SYSMON, WINDOWS_SECURITY, WINDOWS))
 """Sources of raw Windows events: which one a record is comes from its provider."""
 
-_VendorNormalizer = Callable[[Mapping[str, Any], SourceContext], Event]
-_VENDORS: Final[tuple[tuple[str, Callable[[Mapping[str, Any]], bool], _VendorNormalizer], ...]] = (
+_Normalizer = Callable[[Mapping[str, Any], SourceContext], Event]
+_VENDORS: Final[tuple[tuple[str, Callable[[Mapping[str, Any]], bool], _Normalizer], ...]] = (
     (crowdstrike.FAMILY, crowdstrike.is_crowdstrike_record, crowdstrike.normalize_crowdstrike),
     (sentinel_one.FAMILY, sentinel_one.is_sentinel_one_record, sentinel_one.normalize_sentinel_one),
     (m365_defender.FAMILY, m365_defender.is_m365_defender_record, m365_defender.normalize_m365_defender),
@@ -105,21 +105,59 @@ def _json_family(document: Mapping[str, Any]) -> str:
     root = _windows_root(document)
     if root is not None:
         return _windows_family(root)
-    for family, recognizes, _ in _VENDORS:
+    return _recognize(document)[0]
+
+
+def _recognize(document: Mapping[str, Any]) -> tuple[str, _Normalizer]:
+    """The source of a JSON object that is not a raw Windows event, and the normalizer that reads it."""
+    for family, recognizes, normalizer in _VENDORS:
         if recognizes(document):
-            return family
+            return family, normalizer
     # OTRF first: its flat records have many keys, which the dotted-winlog scan below would walk.
     if "winlog" not in document and is_otrf_record(document):
-        return OTRF
+        return OTRF, _normalize_otrf
     if is_elastic_defend_document(document):
-        return ELASTIC_DEFEND
+        return ELASTIC_DEFEND, _normalize_defend
     if winlogbeat_legacy.is_winlogbeat6_record(document):
-        return WINLOGBEAT
+        return WINLOGBEAT, _normalize_winlogbeat6
     if is_windows_log_document(document):
-        return ELASTIC_AGENT if _agent_dataset(document) else WINLOGBEAT
+        return (ELASTIC_AGENT if _agent_dataset(document) else WINLOGBEAT), _normalize_windows_log_document
     if any(marker in document for marker in _ECS_MARKERS) or any(key.startswith("event.") for key in document):
-        return ECS
-    return UNKNOWN
+        return ECS, _normalize_ecs
+    return UNKNOWN, _as_is
+
+
+def _normalizer_of(source: str, document: Mapping[str, Any]) -> _Normalizer:
+    """The normalizer that reads ``document`` as the JSON source ``source``."""
+    vendor = _BY_VENDOR.get(source)
+    if vendor is not None:
+        return vendor
+    if source == WINLOGBEAT:
+        if winlogbeat_legacy.is_winlogbeat6_record(document):
+            return _normalize_winlogbeat6
+        return _normalize_windows_log_document
+    return _GENERIC_NORMALIZERS[source]
+
+
+# The non-vendor normalizers under the vendors' signature (they keep no memory).
+def _normalize_otrf(document: Mapping[str, Any], _context: SourceContext) -> Event:
+    return normalize_otrf(document)[1]
+
+
+def _normalize_defend(document: Mapping[str, Any], _context: SourceContext) -> Event:
+    return normalize_elastic_defend_document(document)
+
+
+def _normalize_winlogbeat6(document: Mapping[str, Any], _context: SourceContext) -> Event:
+    return winlogbeat_legacy.normalize_winlogbeat6(document)
+
+
+def _normalize_windows_log_document(document: Mapping[str, Any], _context: SourceContext) -> Event:
+    return normalize_ecs_document(document, windows_log=True)
+
+
+def _normalize_ecs(document: Mapping[str, Any], _context: SourceContext) -> Event:
+    return normalize_ecs_document(document, windows_log=False)
 
 
 def _agent_dataset(document: Mapping[str, Any]) -> bool:
@@ -174,8 +212,8 @@ def _normalize(record: RawRecord, demand: FieldDemand | None, context: SourceCon
     document = record.data
     if record.shape == "windows_event" or _windows_root(document) is not None:
         return normalize_windows_event(document, demand)
-    family = _json_family(document)
-    return family, _normalize_json(family, document, demand, context)
+    family, normalizer = _recognize(document)
+    return family, normalizer(document, context)
 
 
 def _normalize_as(
@@ -189,27 +227,18 @@ def _normalize_as(
         return UNKNOWN, _as_is(document)
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}")
-    return source, _normalize_json(source, document, demand, context)
+    return source, _normalizer_of(source, document)(document, context)
 
 
-def _normalize_json(
-    family: str, document: Mapping[str, Any], demand: FieldDemand | None, context: SourceContext
-) -> Event:
-    vendor = _BY_VENDOR.get(family)
-    if vendor is not None:
-        return vendor(document, context)
-    if family == OTRF:
-        return normalize_otrf(document)[1]
-    if family == WINLOGBEAT and winlogbeat_legacy.is_winlogbeat6_record(document):
-        return winlogbeat_legacy.normalize_winlogbeat6(document)
-    if family == ELASTIC_DEFEND:
-        return normalize_elastic_defend_document(document)
-    if family in (WINLOGBEAT, ELASTIC_AGENT, ECS):
-        return normalize_ecs_document(document, windows_log=family != ECS)
-    return _as_is(document)
+_GENERIC_NORMALIZERS: Final[dict[str, _Normalizer]] = {
+    OTRF: _normalize_otrf,
+    ELASTIC_DEFEND: _normalize_defend,
+    ELASTIC_AGENT: _normalize_windows_log_document,
+    ECS: _normalize_ecs,
+}
 
 
-def _as_is(document: Mapping[str, Any]) -> Event:
+def _as_is(document: Mapping[str, Any], _context: SourceContext | None = None) -> Event:
     event = flatten(document)
     timestamp = iso_utc(event.get("@timestamp"))
     if timestamp is not None:

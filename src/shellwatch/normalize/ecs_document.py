@@ -159,7 +159,8 @@ def _map_collected_event(event: Event) -> bool:
     return True
 
 
-def _basename(path: str) -> str | None:
+def path_basename(path: str) -> str | None:
+    """The last part of a Windows or POSIX path (after whichever separator comes last); None when empty."""
     # Windows paths use backslashes, the other ECS sources forward slashes; take whichever comes last.
     index = max(path.rfind("\\"), path.rfind("/"))
     return path[index + 1 :] or None
@@ -172,6 +173,6 @@ def _complete_process_names(event: Event) -> None:
             continue
         executable = event.get(prefix + ".executable")
         if isinstance(executable, str) and executable:
-            name = _basename(executable)
+            name = path_basename(executable)
             if name is not None:
                 event[name_field] = name

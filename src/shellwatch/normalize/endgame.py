@@ -60,7 +60,8 @@ from typing import Any, Final, TypeGuard
 from shellwatch.ecs import Event, flatten
 from shellwatch.normalize.command_line import command_line_to_argv
 from shellwatch.normalize.context import SourceContext
-from shellwatch.normalize.conversions import es_convert_ip, es_convert_long
+from shellwatch.normalize.conversions import es_convert_ip, es_convert_long, whole_number
+from shellwatch.normalize.ecs_document import path_basename
 from shellwatch.normalize.timestamps import iso_utc
 
 FAMILY: Final = "endgame"
@@ -68,8 +69,6 @@ FAMILY: Final = "endgame"
 _NAMESPACE = "endgame."
 _SCALARS: Final = frozenset((str, int, float, bool, type(None)))
 
-_LONG_MIN = -(1 << 63)
-_LONG_MAX = (1 << 63) - 1
 
 # FILETIME counts 100 ns ticks from 1601-01-01 UTC; naive here, and rendered with a Z.
 _FILETIME_EPOCH: Final = datetime(1601, 1, 1)
@@ -219,7 +218,7 @@ def _normalize_legacy_record(document: Mapping[str, Any]) -> Event:
     ecs_type = _legacy_event_type(event_type, subtype, document.get("opcode"))
     if ecs_type is not None:
         event["event.type"] = [ecs_type]
-    sequence = _long(document.get("serial_event_id"))
+    sequence = whole_number(document.get("serial_event_id"))
     if sequence is not None:
         event["event.sequence"] = sequence
 
@@ -251,14 +250,14 @@ def _legacy_event_type(event_type: str | None, subtype: str | None, opcode: Any)
         if mapped is not None:
             return mapped
     if event_type == "process":
-        code = _long(opcode)
+        code = whole_number(opcode)
         if code is not None:
             return _PROCESS_OPCODE_TYPES.get(code)
     return None
 
 
 def _map_legacy_process(event: Event, document: Mapping[str, Any]) -> None:
-    pid = _long(document.get("pid"))
+    pid = whole_number(document.get("pid"))
     if pid is not None:
         event["process.pid"] = pid
     entity_id = _entity_id(document.get("unique_pid"))
@@ -267,7 +266,7 @@ def _map_legacy_process(event: Event, document: Mapping[str, Any]) -> None:
     executable = _text(document.get("process_path"))
     if executable is not None:
         event["process.executable"] = executable
-    name = _text(document.get("process_name")) or (_basename(executable) if executable is not None else None)
+    name = _text(document.get("process_name")) or (path_basename(executable) if executable is not None else None)
     if name is not None:
         event["process.name"] = name
     command_line = _text(document.get("command_line"))
@@ -284,11 +283,11 @@ def _map_legacy_process(event: Event, document: Mapping[str, Any]) -> None:
     original_name = _text(document.get("original_file_name"))
     if original_name is not None:
         event["process.pe.original_file_name"] = original_name
-    exit_code = _long(document.get("exit_code"))
+    exit_code = whole_number(document.get("exit_code"))
     if exit_code is not None:
         event["process.exit_code"] = exit_code
 
-    parent_pid = _long(document.get("ppid"))
+    parent_pid = whole_number(document.get("ppid"))
     if parent_pid is not None:
         event["process.parent.pid"] = parent_pid
     parent_entity_id = _entity_id(document.get("unique_ppid"))
@@ -298,7 +297,7 @@ def _map_legacy_process(event: Event, document: Mapping[str, Any]) -> None:
     if parent_executable is not None:
         event["process.parent.executable"] = parent_executable
     parent_name = _text(document.get("parent_process_name")) or (
-        _basename(parent_executable) if parent_executable is not None else None
+        path_basename(parent_executable) if parent_executable is not None else None
     )
     if parent_name is not None:
         event["process.parent.name"] = parent_name
@@ -315,7 +314,7 @@ def _map_legacy_file(event: Event, document: Mapping[str, Any]) -> None:
     path = _text(document.get("file_path"))
     if path is not None:
         event["file.path"] = path
-    name = _text(document.get("file_name")) or (_basename(path) if path is not None else None)
+    name = _text(document.get("file_name")) or (path_basename(path) if path is not None else None)
     if name is not None:
         event["file.name"] = name
 
@@ -341,7 +340,7 @@ def _map_legacy_network(event: Event, document: Mapping[str, Any]) -> None:
             event[side + ".address"] = address
             if es_convert_ip(address) is not None:
                 event[side + ".ip"] = address
-        port = _long(document.get(side + "_port"))
+        port = whole_number(document.get(side + "_port"))
         if port is not None:
             event[side + ".port"] = port
     transport = _text(document.get("protocol"))
@@ -415,7 +414,7 @@ def _normalize_ecs_document(document: Mapping[str, Any]) -> Event:
         name = _first_text(event.get(vendor_name))
         if name is None:
             executable = _first_text(event.get(prefix + ".executable"))
-            name = _basename(executable) if executable is not None else None
+            name = path_basename(executable) if executable is not None else None
         if name is not None:
             event[name_field] = name
     return event
@@ -524,32 +523,15 @@ def _first_text(value: Any) -> str | None:
     return texts[0] if texts else None
 
 
-def _long(value: Any) -> int | None:
-    kind = type(value)
-    if kind is int:
-        return value if _LONG_MIN <= value <= _LONG_MAX else None
-    if kind is str:
-        return es_convert_long(value)
-    if kind is float and value.is_integer():
-        return _long(int(value))
-    return None
-
-
 def _entity_id(value: Any) -> str | None:
     if type(value) is str:
         return value if value and value != "0" else None
-    number = _long(value)
+    number = whole_number(value)
     return str(number) if number else None
 
 
-def _basename(path: str) -> str | None:
-    # Windows paths use backslashes, Linux and macOS forward slashes; take whichever comes last.
-    index = max(path.rfind("\\"), path.rfind("/"))
-    return path[index + 1 :] or None
-
-
 def _filetime_iso(value: Any) -> str | None:
-    ticks = _long(value)
+    ticks = whole_number(value)
     if ticks is None or ticks < 0:
         return None
     seconds, fraction = divmod(ticks, _FILETIME_TICKS_PER_SECOND)

@@ -79,7 +79,7 @@ import orjson
 
 from shellwatch.ecs import Event, flatten
 from shellwatch.normalize.context import SourceContext
-from shellwatch.normalize.conversions import es_convert_ip, es_convert_long
+from shellwatch.normalize.conversions import es_convert_ip, whole_number
 from shellwatch.normalize.pipeline_values import append_unique
 from shellwatch.normalize.timestamps import iso_utc
 
@@ -466,7 +466,7 @@ def _convert(value: Any, conversion: _Conversion) -> Any:
         return value
     if conversion in ("number", "long"):
         # A value its long mapping cannot hold would have the document rejected: left out.
-        return _long(value)
+        return whole_number(value)
     if conversion == "text":
         if isinstance(value, bool):
             return "true" if value else "false"
@@ -874,18 +874,6 @@ def _text(value: Any) -> str | None:
         return value or None
     if isinstance(value, int | float):
         return str(value)
-    return None
-
-
-def _long(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if -(1 << 63) <= value < (1 << 63) else None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and abs(value) < 2**63 else None
-    if isinstance(value, str):
-        return es_convert_long(value)
     return None
 
 
