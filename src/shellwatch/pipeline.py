@@ -29,7 +29,7 @@ from shellwatch.engine.ruleset import RuleSet
 from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY, SourceContext
 from shellwatch.normalize.demand import FieldDemand
 from shellwatch.normalize.dispatch import UNKNOWN, WINDOWS_FAMILIES, normalize_with_family
-from shellwatch.normalize.event_class import rendered_event_class, windows_event_class
+from shellwatch.normalize.event_class import windows_event_class
 from shellwatch.parallel import scan_in_order, worker_count
 from shellwatch.prefilter import ClassPrefilter
 from shellwatch.query.ir import (
@@ -51,6 +51,7 @@ from shellwatch.rules.model import Rule
 from shellwatch.sources.inputs import STDIN
 from shellwatch.sources.reader import Input, list_inputs, read_input
 from shellwatch.sources.record import Origin, ReadProblem
+from shellwatch.triage import RecordTriage
 
 PROGRESS_RECORDS = 4096
 """An input's counts are reported (and ``on_progress`` called) every this many of its records."""
@@ -193,6 +194,7 @@ class InputScanner:
         # With a time window every event needs its @timestamp, i.e. normalizing: no class may be skipped.
         windowed = settings.start is not None or settings.end is not None
         self._prefilter = None if windowed else ClassPrefilter(rules)
+        self._triage = None if self._prefilter is None else RecordTriage(rules, self._prefilter)
         self._demand = _field_demand(rules, windowed)
 
     def scan(self, item: Input) -> Iterator[ScanResult]:
@@ -209,14 +211,15 @@ class InputScanner:
         demand = self._demand
         context = SourceContext(process_memory=self.settings.process_memory)
         claim = None
-        if may_match is not None:
+        if may_match is not None and self._triage is not None:
+            ruled_out = self._triage.ruled_out
 
             def claim(text: str) -> bool:
-                # An EVTX record whose class shows in its text, and no rule can match: counted, never decoded.
-                event_class = rendered_event_class(text)
-                if event_class is None or may_match(event_class):
+                # An EVTX record no rule can match, as its text shows: counted, never decoded.
+                family = ruled_out(text)
+                if family is None:
                     return False
-                tally.count_class_skipped(event_class.family)
+                tally.count_class_skipped(family)
                 return True
 
         for record in read_input(item, problems.append, claim=claim):

@@ -78,14 +78,20 @@ class ClassPrefilter:
     def __init__(self, rules: RuleSet) -> None:
         self._roots: tuple[Node, ...] = tuple(rule.ir for rule in rules.rules)
         self._leaves: dict[int, tuple[Node, Test | None]] = {}
-        self._verdicts: dict[EventClass, bool] = {}
+        self._verdicts: dict[EventClass, tuple[int, ...]] = {}
 
     def may_match(self, event_class: EventClass) -> bool:
         """False when every rule is false for every event of ``event_class``."""
+        return bool(self.candidates(event_class))
+
+    def candidates(self, event_class: EventClass) -> tuple[int, ...]:
+        """The positions (in rule-set order) of the rules that may match an event of ``event_class``."""
         verdict = self._verdicts.get(event_class)
         if verdict is None:
             view = _ClassView(event_class)
-            verdict = any(self._decide(root, view) is not False for root in self._roots)
+            verdict = tuple(
+                index for index, root in enumerate(self._roots) if self._decide(root, view) is not False
+            )
             if len(self._verdicts) >= _CACHE_LIMIT:
                 self._verdicts.clear()
             self._verdicts[event_class] = verdict

@@ -137,18 +137,29 @@ def rendered_event_class(text: str) -> EventClass | None:
     with a ``_N`` suffix), so a decoder reads the same two values. Leaving the channel unsettled keeps the
     verdicts sound for every channel: a rule that reads ``winlog.channel`` is never decided on such a class.
     """
+    head = rendered_head(text)
+    return None if head is None else rendered_head_class(head)
+
+
+def rendered_head(text: str) -> str | None:
+    """The part of evtx's JSON text of a record that names its provider and event id (the same text in every
+    record of one provider and id), for :func:`rendered_head_class`; None when the text does not start as evtx
+    renders a record."""
     if not text.startswith(_RENDERED_PREFIX):
         return None
     start = len(_RENDERED_PREFIX)
-    # The head (name, attributes, id) is the same text in every event of a provider and id: it is the cache key,
-    # checked against the pattern once.
     id_at = text.find('}},"EventID":', start, start + _HEAD_LIMIT)
     if id_at < 0:
         return None
     end = text.find(",", id_at + 13, id_at + 33)
     if end < 0:
         return None
-    head = text[start:end]
+    return text[start:end]
+
+
+def rendered_head_class(head: str) -> EventClass | None:
+    """The class of the records whose :func:`rendered_head` is ``head`` (see :func:`rendered_event_class`)."""
+    # The head is checked against the pattern once, then cached.
     try:
         return _BY_HEAD[head]
     except KeyError:

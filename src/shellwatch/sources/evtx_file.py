@@ -234,6 +234,10 @@ def _recover_chunks(
     source: str | IO[bytes], display: str, ledger: _Ledger, on_problem: ProblemSink
 ) -> Iterator[RawRecord]:
     ledger.freeze()
+    if not ledger.header_damaged and not ledger.unexplained:
+        with _random_access(source) as file:
+            if _every_chunk_read(file, ledger):
+                return
     explained = False
     if ledger.header_damaged:
         on_problem(ReadProblem(Origin(display), ledger.header_damaged))
@@ -294,6 +298,25 @@ def _damaged_chunks(file: IO[bytes], ledger: _Ledger) -> Iterator[tuple[int, byt
             if header is not None or chunk.count(0) != len(chunk):
                 yield slot, chunk
         slot += 1
+
+
+def _every_chunk_read(file: IO[bytes], ledger: _Ledger) -> bool:
+    """Whether each whole chunk slot of a file the parser reported nothing about is a chunk whose records were
+    all read, or free space: a clean file, told apart with one read of 512 bytes per chunk. Anything else is
+    left to :func:`_damaged_chunks`."""
+    size, read_at = _random_reads(file)
+    offset = FILE_HEADER_SIZE
+    while offset < size:
+        if offset + CHUNK_SIZE > size:
+            return False  # a truncated last chunk
+        header = parse_chunk_header(read_at(offset, CHUNK_HEADER_SIZE))
+        # No chunk header: free space, since the parser raised nothing (it raises for a slot that is neither).
+        if header is not None and not (
+            header.is_consistent and ledger.covers(header.first_record_id, header.last_record_id)
+        ):
+            return False
+        offset += CHUNK_SIZE
+    return True
 
 
 def _random_reads(file: IO[bytes]) -> tuple[int, Callable[[int, int], bytes]]:

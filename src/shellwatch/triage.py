@@ -1,0 +1,186 @@
+"""EVTX records ruled out from their JSON text alone, before they are decoded.
+
+A hunt spends most of its time, after the parser's, decoding and normalizing records; most records cannot match
+any rule. Two facts decide that from the text evtx renders for a record, without decoding it:
+
+1. Its event class (provider and event id, read from the head of the text:
+   :func:`~shellwatch.normalize.event_class.rendered_head`). Rules false for every event of the class
+   (:class:`~shellwatch.prefilter.ClassPrefilter`) need nothing more.
+2. The pieces of text the remaining rules need (:mod:`shellwatch.engine.literals`): a rule requiring that
+   ``process.parent.name`` be one of ``w3wp.exe``, ``httpd.exe``... cannot match a record whose ``ParentImage``
+   holds none of them. The class's normalizer says which event data keys a field's text is cut from
+   (:mod:`shellwatch.normalize.verbatim`); each piece, with JSON's escapes, then occurs up to ASCII case in the
+   text of one of those keys' values. Every occurrence of ``"Key":`` in the record's text is looked at (a key is
+   written that way only as a key: inside a string, JSON escapes the quotes), and a value that is not a plain
+   string leaves the record undecided. Values are compared lower-cased, which matches ASCII case-insensitively;
+   a record holding a character whose lower case is ASCII
+   (:data:`~shellwatch.engine.literals.ASCII_LOWERING_EXCEPTIONS`) is not ruled out this way.
+
+A record is ruled out only when every rule is; a class with a rule that requires no piece is decided by its class
+alone. The verdict per record head is cached: a log holds few distinct providers and event ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shellwatch.engine.literals import ASCII_LOWERING_EXCEPTIONS, Requirement, requirement
+from shellwatch.engine.ruleset import RuleSet
+from shellwatch.normalize.event_class import rendered_head, rendered_head_class
+from shellwatch.normalize.verbatim import field_sources
+from shellwatch.prefilter import ClassPrefilter
+
+_CACHE_LIMIT = 4096
+"""Record heads whose verdict is kept; a crafted log can name any number of providers and event ids."""
+
+
+def _json_escaped(piece: str) -> str:
+    # The escapes JSON writers (evtx's serde_json among them) apply to printable ASCII: only these two.
+    return piece.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _string_end(text: str, start: int) -> int:
+    """The position of the quote closing the JSON string whose text begins at ``start``; -1 if none."""
+    quote = text.find('"', start)
+    while quote > 0:
+        backslashes = 0
+        while text[quote - 1 - backslashes] == "\\":
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return quote
+        quote = text.find('"', quote + 1)
+    return -1
+
+
+def key_values(text: str, key: str) -> list[str] | None:
+    """The lower-cased JSON text of every string value written for ``key`` in ``text`` (a JSON object's
+    rendering); None when one of them is not a plain string."""
+    marker = f'"{key}":'
+    values: list[str] = []
+    at = text.find(marker)
+    while at >= 0:
+        start = at + len(marker)
+        if not text.startswith('"', start):
+            return None
+        end = _string_end(text, start + 1)
+        if end < 0:
+            return None
+        values.append(text[start + 1 : end].lower())
+        at = text.find(marker, end)
+    return values
+
+
+_Group = tuple[tuple[str, tuple[str, ...]], ...]
+"""(event data key, the pieces one of which its value must hold) for each field of a group: one must hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextFilter:
+    """The pieces each candidate rule of a class needs, per event data key, as the record's JSON text shows
+    them."""
+
+    family: str
+    rules: tuple[tuple[_Group, ...], ...]
+    """Per rule, its groups."""
+
+    @classmethod
+    def of(cls, family: str, requirements: tuple[Requirement, ...]) -> TextFilter | None:
+        """The filter for rules with these requirements; None when a required field has no known source keys."""
+        sources = field_sources(family)
+        rules: list[tuple[_Group, ...]] = []
+        for needed in requirements:
+            groups: list[_Group] = []
+            for group in needed.groups:
+                by_key: dict[str, set[str]] = {}
+                for piece in group:
+                    keys = sources.get(piece.field)
+                    if keys is None:
+                        return None
+                    for key in keys:
+                        by_key.setdefault(key, set()).add(_json_escaped(piece.text))
+                groups.append(tuple((key, tuple(sorted(pieces))) for key, pieces in by_key.items()))
+            rules.append(tuple(groups))
+        return cls(family, tuple(rules))
+
+    def may_match(self, text: str) -> bool:
+        """False when no rule can match the record whose JSON text is ``text``."""
+        for char in ASCII_LOWERING_EXCEPTIONS:
+            if char in text:
+                return True
+        seen: dict[str, list[str] | None] = {}
+        for groups in self.rules:
+            for group in groups:
+                if not _group_holds(group, text, seen):
+                    break  # the rule cannot match
+            else:
+                return True
+        return False
+
+
+def _group_holds(group: _Group, text: str, seen: dict[str, list[str] | None]) -> bool:
+    for key, pieces in group:
+        if key in seen:
+            values = seen[key]
+        else:
+            values = seen[key] = key_values(text, key)
+        if values is None:
+            return True  # a value that is not a plain string: undecided
+        for value in values:
+            for piece in pieces:
+                if piece in value:
+                    return True
+    return False
+
+
+_Verdict = str | TextFilter | None
+"""A family name: no rule can match the record; a filter: ask it; None: decode the record."""
+
+
+class RecordTriage:
+    """Rules out EVTX records from their JSON text (see the module docstring)."""
+
+    def __init__(self, rules: RuleSet, prefilter: ClassPrefilter) -> None:
+        self._roots = tuple(rule.ir for rule in rules.rules)
+        self._prefilter = prefilter
+        self._by_head: dict[str, _Verdict] = {}
+        self._filters: dict[tuple[str, tuple[int, ...]], TextFilter | None] = {}
+
+    def ruled_out(self, text: str) -> str | None:
+        """The source family of the record whose evtx JSON text is ``text`` when no rule can match it; None when
+        it must be decoded and normalized."""
+        head = rendered_head(text)
+        if head is None:
+            return None
+        try:
+            verdict = self._by_head[head]
+        except KeyError:
+            verdict = self._head_verdict(head)
+        if verdict is None or type(verdict) is str:
+            return verdict
+        assert type(verdict) is TextFilter
+        return None if verdict.may_match(text) else verdict.family
+
+    def _head_verdict(self, head: str) -> _Verdict:
+        event_class = rendered_head_class(head)
+        verdict: _Verdict = None
+        if event_class is not None:
+            candidates = self._prefilter.candidates(event_class)
+            verdict = event_class.family if not candidates else self._text_filter(event_class.family, candidates)
+        if len(self._by_head) >= _CACHE_LIMIT:
+            self._by_head.clear()
+        self._by_head[head] = verdict
+        return verdict
+
+    def _text_filter(self, family: str, candidates: tuple[int, ...]) -> TextFilter | None:
+        key = (family, candidates)
+        if key not in self._filters:
+            sources = field_sources(family)
+            needed = [requirement(self._roots[index], sources.__contains__) for index in candidates]
+            made = None
+            if sources and all(need is not None for need in needed):
+                made = TextFilter.of(family, tuple(need for need in needed if need is not None))
+            if len(self._filters) >= _CACHE_LIMIT:
+                self._filters.clear()
+            self._filters[key] = made
+            return made
+        return self._filters[key]
