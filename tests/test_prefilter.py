@@ -197,9 +197,14 @@ HEAD = (
         (HEAD + '"Microsoft-Windows-Sysmo\\u006e"}},"EventID":1,"Channel":"X"}}}', False),
         # A second Name attribute: a decoder keeps the last one.
         (HEAD + '"Microsoft-Windows-Sysmon","Name":"Other"}},"EventID":1,"Channel":"X"}}}', False),
-        # The event id with qualifiers, or as text: read by decoding.
-        (HEAD + '"Service Control Manager"}},"EventID":{"#attributes":{"Qualifiers":16384},"#text":7045}}}}', False),
+        # The event id with its qualifiers, as classic event sources have it (the qualifiers are not read).
+        (HEAD + '"Service Control Manager"}},"EventID":{"#attributes":{"Qualifiers":16384},"#text":7045}}}}', True),
+        # The event id as text, or qualifiers in another shape: read by decoding.
         (HEAD + '"Microsoft-Windows-Sysmon"}},"EventID":"1","Channel":"X"}}}', False),
+        (HEAD + '"Service Control Manager"}},"EventID":{"#attributes":{"Qualifiers":16384},"#text":"7045"}}}}', False),
+        (HEAD + '"Service Control Manager"}},"EventID":{"#text":7045,"#attributes":{"Qualifiers":1}}}}}', False),
+        # An event id longer than Windows writes: decoded.
+        (HEAD + '"Microsoft-Windows-Sysmon"}},"EventID":1234567,"Channel":"X"}}}', False),
         # The event log service's events are mapped by channel.
         (HEAD + '"Microsoft-Windows-Eventlog"}},"EventID":1102,"Channel":"Security"}}}', False),
         # Another root, or another first member of System.

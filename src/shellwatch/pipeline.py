@@ -174,6 +174,15 @@ class _Tally:
         self.in_window += 1
         self.by_source[family] = self.by_source.get(family, 0) + 1
 
+    def absorb(self, ruled_out_by_family: dict[str, int]) -> None:
+        """Count (and empty) the records a triage took out of the reading: read and in the window, like skipped
+        ones."""
+        for family, count in ruled_out_by_family.items():
+            self.records += count
+            self.in_window += count
+            self.by_source[family] = self.by_source.get(family, 0) + count
+        ruled_out_by_family.clear()
+
     def take(self) -> ScanCounts:
         """The counts so far, and a fresh start."""
         counts = ScanCounts(self.records, self.in_window, self.by_source, self.unrecognized_at)
@@ -210,23 +219,17 @@ class InputScanner:
         matching = self.rules.matching
         demand = self._demand
         context = SourceContext(process_memory=self.settings.process_memory)
-        claim = None
-        if may_match is not None and self._triage is not None:
-            ruled_out = self._triage.ruled_out
-
-            def claim(text: str) -> bool:
-                # An EVTX record no rule can match, as its text shows: counted, never decoded.
-                family = ruled_out(text)
-                if family is None:
-                    return False
-                tally.count_class_skipped(family)
-                return True
-
+        # EVTX records no rule can match, as their text shows, are counted by the triage and never decoded.
+        triage = self._triage if may_match is not None else None
+        ruled_out: dict[str, int] = {} if triage is None else triage.ruled_out_by_family
+        ruled_out.clear()
+        claim = None if triage is None else triage.claim
         for record in read_input(item, problems.append, claim=claim):
             if problems:
                 yield from problems
                 problems.clear()
-            if tally.records >= PROGRESS_RECORDS:
+            if tally.records + sum(ruled_out.values()) >= PROGRESS_RECORDS:
+                tally.absorb(ruled_out)
                 yield tally.take()
             if may_match is not None and record.shape == "windows_event":
                 try:
@@ -256,6 +259,7 @@ class InputScanner:
                     event = normalize_with_family(record, context=context, source=source)[1]
                 yield from self._alerts(matched, event, record.origin)
         yield from problems
+        tally.absorb(ruled_out)
         if tally.records:
             yield tally.take()
 

@@ -4,7 +4,7 @@ A hunt spends most of its time, after the parser's, decoding and normalizing rec
 any rule. Two facts decide that from the text evtx renders for a record, without decoding it:
 
 1. Its event class (provider and event id, read from the head of the text:
-   :func:`~shellwatch.normalize.event_class.rendered_head`). Rules false for every event of the class
+   :func:`~shellwatch.normalize.event_class.rendered_key`). Rules false for every event of the class
    (:class:`~shellwatch.prefilter.ClassPrefilter`) need nothing more.
 2. The pieces of text the remaining rules need (:mod:`shellwatch.engine.literals`): a rule requiring that
    ``process.parent.name`` be one of ``w3wp.exe``, ``httpd.exe``... cannot match a record whose ``ParentImage``
@@ -26,12 +26,14 @@ from dataclasses import dataclass
 
 from shellwatch.engine.literals import ASCII_LOWERING_EXCEPTIONS, Requirement, requirement
 from shellwatch.engine.ruleset import RuleSet
-from shellwatch.normalize.event_class import rendered_head, rendered_head_class
+from shellwatch.normalize.event_class import KEY_SEARCH_END, KEY_TAIL, PREFIX_LENGTH, rendered_key, rendered_key_class
 from shellwatch.normalize.verbatim import field_sources
 from shellwatch.prefilter import ClassPrefilter
 
 _CACHE_LIMIT = 4096
-"""Record heads whose verdict is kept; a crafted log can name any number of providers and event ids."""
+"""Record keys whose verdict is kept; a crafted log can name any number of providers and event ids."""
+
+_UNSEEN: object = object()
 
 
 def _json_escaped(piece: str) -> str:
@@ -135,40 +137,65 @@ def _group_holds(group: _Group, text: str, seen: dict[str, list[str] | None]) ->
 _Verdict = str | TextFilter | None
 """A family name: no rule can match the record; a filter: ask it; None: decode the record."""
 
+_ID_MARKER = '}},"EventID":'
+
 
 class RecordTriage:
-    """Rules out EVTX records from their JSON text (see the module docstring)."""
+    """Rules out EVTX records from their JSON text (see the module docstring), and counts them."""
 
     def __init__(self, rules: RuleSet, prefilter: ClassPrefilter) -> None:
         self._roots = tuple(rule.ir for rule in rules.rules)
         self._prefilter = prefilter
-        self._by_head: dict[str, _Verdict] = {}
+        self._by_key: dict[str, _Verdict | object] = {}
         self._filters: dict[tuple[str, tuple[int, ...]], TextFilter | None] = {}
+        self.ruled_out_by_family: dict[str, int] = {}
+        """Records :meth:`claim` took, by source family, since the caller last emptied it."""
+
+    def claim(self, text: str) -> bool:
+        """True when no rule can match the record whose evtx JSON text is ``text``: it is counted in
+        :attr:`ruled_out_by_family` and need not be decoded. False: decode and normalize it."""
+        # rendered_key, written out: this runs for every record of a hunt.
+        id_at = text.find(_ID_MARKER, PREFIX_LENGTH, KEY_SEARCH_END)
+        if id_at < 0:
+            return False
+        key = text[: id_at + KEY_TAIL]
+        verdict = self._by_key.get(key, _UNSEEN)
+        if verdict is _UNSEEN:
+            verdict = self._key_verdict(key)
+        if verdict is None:
+            return False
+        if type(verdict) is TextFilter:
+            if verdict.may_match(text):
+                return False
+            family = verdict.family
+        else:
+            family = verdict  # type: ignore[assignment]
+        counts = self.ruled_out_by_family
+        counts[family] = counts.get(family, 0) + 1
+        return True
 
     def ruled_out(self, text: str) -> str | None:
-        """The source family of the record whose evtx JSON text is ``text`` when no rule can match it; None when
-        it must be decoded and normalized."""
-        head = rendered_head(text)
-        if head is None:
+        """The source family of the record whose evtx JSON text is ``text`` when no rule can match it (not
+        counted); None when it must be decoded and normalized."""
+        key = rendered_key(text)
+        if key is None:
             return None
-        try:
-            verdict = self._by_head[head]
-        except KeyError:
-            verdict = self._head_verdict(head)
-        if verdict is None or type(verdict) is str:
-            return verdict
-        assert type(verdict) is TextFilter
-        return None if verdict.may_match(text) else verdict.family
+        verdict = self._by_key.get(key, _UNSEEN)
+        if verdict is _UNSEEN:
+            verdict = self._key_verdict(key)
+        if type(verdict) is TextFilter:
+            return None if verdict.may_match(text) else verdict.family
+        return verdict if type(verdict) is str else None
 
-    def _head_verdict(self, head: str) -> _Verdict:
-        event_class = rendered_head_class(head)
+    def _key_verdict(self, key: str) -> _Verdict:
+        event_class = rendered_key_class(key)
         verdict: _Verdict = None
         if event_class is not None:
             candidates = self._prefilter.candidates(event_class)
             verdict = event_class.family if not candidates else self._text_filter(event_class.family, candidates)
-        if len(self._by_head) >= _CACHE_LIMIT:
-            self._by_head.clear()
-        self._by_head[head] = verdict
+        if len(self._by_key) >= _CACHE_LIMIT:
+            self._by_key.clear()
+        self._by_key[key] = verdict
         return verdict
 
     def _text_filter(self, family: str, candidates: tuple[int, ...]) -> TextFilter | None:

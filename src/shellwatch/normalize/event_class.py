@@ -115,15 +115,29 @@ def _class_of(document: Mapping[str, Any]) -> EventClass:
 
 
 # The head of a record as the evtx package renders it to JSON: the root, then System's first two members, the
-# provider (its Name first, then plain attributes) and the event id as a number.
+# provider (its Name first, then plain attributes) and the event id.
 _RENDERED_PREFIX = (
     '{"Event":{"#attributes":{"xmlns":"http://schemas.microsoft.com/win/2004/08/events/event"},'
     '"System":{"Provider":{"#attributes":{"Name":"'
 )
-_RENDERED_PROVIDER_AND_ID = re.compile(r'([^"\\]+)"(?:,"(?!Name")[A-Za-z]+":"[^"\\]*")*\}\},"EventID":(\d{1,18})')
+PREFIX_LENGTH = len(_RENDERED_PREFIX)
+_ID_MARKER = '}},"EventID":'
+_RENDERED_PROVIDER_AND_ID = re.compile(
+    r'([^"\\]+)"(?:,"(?!Name")[A-Za-z]+":"[^"\\]*")*(\}\},"EventID":)'
+    r'(?:(\d{1,5})|\{"#attributes":\{"Qualifiers":\d{1,5}\},"#text":(\d{1,5})\})'
+)
+"""The provider's name, its other plain attributes, and the event id: a number, or with its qualifiers (as evtx
+renders the ids of classic event sources: ``{"#attributes":{"Qualifiers":16384},"#text":7045}``), which the
+normalizers do not read."""
+KEY_TAIL = len(_ID_MARKER) + 51
+"""A key ends this far after the event id marker: room for the id with its qualifiers (Windows event ids and
+qualifiers are 16-bit: five digits at most) and the character after it, which shows the id is whole."""
 _HEAD_LIMIT = 512
-"""Characters of a provider name, its attributes and the event id read at most; a longer head is decoded."""
-_BY_HEAD: dict[str, EventClass | None] = {}
+"""Characters of a provider name and its attributes read at most; a longer head is decoded."""
+KEY_SEARCH_END = PREFIX_LENGTH + _HEAD_LIMIT
+"""Where :func:`rendered_key`'s search for the event id stops (exported, with :data:`PREFIX_LENGTH` and
+:data:`KEY_TAIL`, for callers that inline it)."""
+_BY_KEY: dict[str, EventClass | None] = {}
 
 
 def rendered_event_class(text: str) -> EventClass | None:
@@ -137,40 +151,37 @@ def rendered_event_class(text: str) -> EventClass | None:
     with a ``_N`` suffix), so a decoder reads the same two values. Leaving the channel unsettled keeps the
     verdicts sound for every channel: a rule that reads ``winlog.channel`` is never decided on such a class.
     """
-    head = rendered_head(text)
-    return None if head is None else rendered_head_class(head)
+    key = rendered_key(text)
+    return None if key is None else rendered_key_class(key)
 
 
-def rendered_head(text: str) -> str | None:
-    """The part of evtx's JSON text of a record that names its provider and event id (the same text in every
-    record of one provider and id), for :func:`rendered_head_class`; None when the text does not start as evtx
-    renders a record."""
-    if not text.startswith(_RENDERED_PREFIX):
-        return None
-    start = len(_RENDERED_PREFIX)
-    id_at = text.find('}},"EventID":', start, start + _HEAD_LIMIT)
-    if id_at < 0:
-        return None
-    end = text.find(",", id_at + 13, id_at + 33)
-    if end < 0:
-        return None
-    return text[start:end]
+def rendered_key(text: str) -> str | None:
+    """The start of evtx's JSON text of a record, up to just past its event id: the same text in most records of
+    one provider and id, and all :func:`rendered_key_class` reads. None when the text shows no event id early on.
+
+    This runs for every record of a hunt: one search and one slice; the checks are made once per distinct key.
+    """
+    id_at = text.find(_ID_MARKER, PREFIX_LENGTH, KEY_SEARCH_END)
+    return None if id_at < 0 else text[: id_at + KEY_TAIL]
 
 
-def rendered_head_class(head: str) -> EventClass | None:
-    """The class of the records whose :func:`rendered_head` is ``head`` (see :func:`rendered_event_class`)."""
-    # The head is checked against the pattern once, then cached.
+def rendered_key_class(key: str) -> EventClass | None:
+    """The class of the records whose :func:`rendered_key` is ``key`` (see :func:`rendered_event_class`)."""
     try:
-        return _BY_HEAD[head]
+        return _BY_KEY[key]
     except KeyError:
         pass
-    match = _RENDERED_PROVIDER_AND_ID.fullmatch(head)
     made = None
-    if match is not None:
-        provider, digits = match.group(1, 2)
+    # The id must follow the first marker, where rendered_key found it (the key holds the text up to there), and
+    # be whole: the key goes on after it.
+    id_at = key.find(_ID_MARKER, PREFIX_LENGTH)
+    match = _RENDERED_PROVIDER_AND_ID.match(key, PREFIX_LENGTH) if key.startswith(_RENDERED_PREFIX) else None
+    if match is not None and match.start(2) == id_at and match.end() < len(key) and key[match.end()] in ",}":
+        provider = match.group(1)
+        digits = match.group(3) or match.group(4)
         if not mapping_depends_on_channel(provider):
             made = _make_class(provider, None, str(int(digits)), False)
-    if len(_BY_HEAD) >= _CACHE_LIMIT:
-        _BY_HEAD.clear()
-    _BY_HEAD[head] = made
+    if len(_BY_KEY) >= _CACHE_LIMIT:
+        _BY_KEY.clear()
+    _BY_KEY[key] = made
     return made
