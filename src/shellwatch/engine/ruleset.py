@@ -1,4 +1,10 @@
-"""A set of rules compiled once and evaluated together over each event."""
+"""A set of rules compiled once and evaluated together over each event.
+
+Each rule is compiled to a predicate (:mod:`shellwatch.engine.compile_python`), and the rules' literal tests to one
+:class:`~shellwatch.engine.rule_index.RuleIndex`: per event the index says which rules can possibly match, from one
+read and one lookup per field for all the rules, and only those rules' predicates run. The result is the same as
+running every predicate (the index only leaves out rules whose necessary condition fails).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from shellwatch.engine.compile_python import compile_predicate
+from shellwatch.engine.rule_index import RuleIndex
 from shellwatch.rules.model import Rule
 
 Predicate = Callable[[Mapping[str, Any]], bool]
+
+INDEX_FROM_RULES = 8
+"""Rule sets at least this large go through the index; below, running every predicate costs less than the
+index's per-field lookups (bench/bench_rule_index.py prints both)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +36,9 @@ class RuleSet:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.compiled: tuple[CompiledRule, ...] = tuple(CompiledRule(r, compile_predicate(r.ir)) for r in rules)
+        self._rules = tuple(c.rule for c in self.compiled)
+        self._predicates = tuple(c.predicate for c in self.compiled)
+        self._index: RuleIndex | None = None
 
     def __len__(self) -> int:
         return len(self.compiled)
@@ -32,8 +46,35 @@ class RuleSet:
     @property
     def rules(self) -> tuple[Rule, ...]:
         """The rules, in evaluation order."""
-        return tuple(c.rule for c in self.compiled)
+        return self._rules
+
+    @property
+    def index(self) -> RuleIndex:
+        """The rules' literal tests indexed by field (built on first use: a rule set handed to worker processes
+        is never matched in the parent)."""
+        if self._index is None:
+            self._index = RuleIndex([rule.ir for rule in self._rules])
+        return self._index
 
     def matching(self, event: Mapping[str, Any]) -> list[Rule]:
         """The rules whose query matches ``event``, in rule order."""
-        return [c.rule for c in self.compiled if c.predicate(event)]
+        if len(self._rules) < INDEX_FROM_RULES:
+            return self.matching_each(event)
+        rules, predicates = self._rules, self._predicates
+        return [rules[position] for position in self.index.candidates(event) if predicates[position](event)]
+
+    def matching_among(self, event: Mapping[str, Any], candidates: Iterable[int]) -> list[Rule]:
+        """The rules at ``candidates`` (positions in rule order, ascending, e.g. what the per-class prefilter
+        leaves) whose query matches ``event``, in rule order."""
+        rules, predicates = self._rules, self._predicates
+        if len(rules) < INDEX_FROM_RULES:
+            return [rules[position] for position in candidates if predicates[position](event)]
+        return [
+            rules[position]
+            for position in self.index.candidates_among(event, candidates)
+            if predicates[position](event)
+        ]
+
+    def matching_each(self, event: Mapping[str, Any]) -> list[Rule]:
+        """The rules whose query matches ``event``, every predicate run: the reference :meth:`matching` equals."""
+        return [compiled.rule for compiled in self.compiled if compiled.predicate(event)]
