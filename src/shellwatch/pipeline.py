@@ -211,16 +211,16 @@ class InputScanner:
         problems: list[ReadProblem] = []
         tally = _Tally()
         source = self.settings.source
-        may_match = self._prefilter.may_match if self._prefilter is not None else None
+        class_candidates = self._prefilter.candidates if self._prefilter is not None else None
         if source is not None and source not in WINDOWS_FAMILIES:
-            may_match = None  # read as another source, a Windows event is not one of its classes
+            class_candidates = None  # read as another source, a Windows event is not one of its classes
         start, end = self.settings.start, self.settings.end
         windowed = start is not None or end is not None
-        matching = self.rules.matching
+        matching, matching_among = self.rules.matching, self.rules.matching_among
         demand = self._demand
         context = SourceContext(process_memory=self.settings.process_memory)
         # EVTX records no rule can match, as their text shows, are counted by the triage and never decoded.
-        triage = self._triage if may_match is not None else None
+        triage = self._triage if class_candidates is not None else None
         ruled_out: dict[str, int] = {} if triage is None else triage.ruled_out_by_family
         ruled_out.clear()
         claim = None if triage is None else triage.claim
@@ -231,14 +231,17 @@ class InputScanner:
             if tally.records + sum(ruled_out.values()) >= PROGRESS_RECORDS:
                 tally.absorb(ruled_out)
                 yield tally.take()
-            if may_match is not None and record.shape == "windows_event":
+            candidates = None
+            if class_candidates is not None and record.shape == "windows_event":
                 try:
                     event_class = windows_event_class(record.data)
                 except Exception:  # left to the normalizer, which reports it in the event
                     event_class = None
-                if event_class is not None and not may_match(event_class):
-                    tally.count_class_skipped(event_class.family)
-                    continue
+                if event_class is not None:
+                    candidates = class_candidates(event_class)
+                    if not candidates:
+                        tally.count_class_skipped(event_class.family)
+                        continue
             tally.records += 1
             family, event = normalize_with_family(record, demand, context=context, source=source)
             by_source = tally.by_source
@@ -252,7 +255,8 @@ class InputScanner:
                 ):
                     continue
             tally.in_window += 1
-            matched = matching(event)
+            # Only the rules its class leaves can match a Windows event.
+            matched = matching(event) if candidates is None else matching_among(event, candidates)
             if matched:
                 if demand is not None:
                     # Matched on the demanded fields: the alert shows the whole event.
