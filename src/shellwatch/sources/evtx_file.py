@@ -235,9 +235,13 @@ def _recover_chunks(
 ) -> Iterator[RawRecord]:
     ledger.freeze()
     if not ledger.header_damaged and not ledger.unexplained:
-        with _random_access(source) as file:
-            if _every_chunk_read(file, ledger):
-                return
+        if isinstance(source, str):
+            with _random_access(source) as file:
+                clean = _every_chunk_read(file, ledger)
+        else:
+            clean = _every_chunk_read(source, ledger)
+        if clean:
+            return
     explained = False
     if ledger.header_damaged:
         on_problem(ReadProblem(Origin(display), ledger.header_damaged))
