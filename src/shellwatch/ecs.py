@@ -24,34 +24,40 @@ def flatten(document: Mapping[str, Any]) -> Event:
     return out
 
 
+_PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None), list})
+"""Value types that are never a mapping: checked by identity first, since JSON decoders make only these and dict."""
+
+
+def _is_mapping(value: Any) -> bool:
+    kind = type(value)
+    return kind is dict or (kind not in _PLAIN and isinstance(value, Mapping))
+
+
 def _flatten_into(out: Event, prefix: str, document: Mapping[str, Any]) -> None:
+    # Type identity before isinstance: this runs for every field of every JSON document a hunt reads.
     for key, value in document.items():
         path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        kind = type(value)
+        if kind is dict or (kind not in _PLAIN and isinstance(value, Mapping)):
             _flatten_into(out, path + ".", value)
-        elif isinstance(value, list) and any(isinstance(item, Mapping) for item in value):
+        elif kind is list and any(_is_mapping(item) for item in value):
             _flatten_object_array(out, path, value)
+        elif path in out:
+            # The same field written twice (nested and dotted forms both present): keep every value.
+            _append(out, path, value)
         else:
-            _put(out, path, value)
+            out[path] = value
 
 
 def _flatten_object_array(out: Event, path: str, items: list[Any]) -> None:
     for item in items:
-        if isinstance(item, Mapping):
+        if _is_mapping(item):
             part: Event = {}
             _flatten_into(part, path + ".", item)
             for sub_path, sub_value in part.items():
                 _append(out, sub_path, sub_value)
         else:
             _append(out, path, item)
-
-
-def _put(out: Event, path: str, value: Any) -> None:
-    if path in out:
-        # The same field written twice (nested and dotted forms both present): keep every value.
-        _append(out, path, value)
-    else:
-        out[path] = value
 
 
 def _append(out: Event, path: str, value: Any) -> None:
