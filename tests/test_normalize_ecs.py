@@ -8,10 +8,17 @@ ecs-process.html#field-process-name), which the pipelines derive from the path w
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
-from shellwatch.ecs import flatten
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shellwatch.ecs import flatten, flatten_fields
+from shellwatch.normalize.demand import FieldDemand
 from shellwatch.normalize.dispatch import normalize_with_family, source_family
+from shellwatch.normalize.ecs_document import normalize_elastic_defend_document
 from shellwatch.sources.record import Origin, RawRecord
 
 
@@ -177,3 +184,55 @@ def test_ingested_document_without_category_is_not_mapped_again() -> None:
     assert event["user.name"] == "as-ingested"
     assert "user.domain" not in event
     assert event == {**flatten(document), "host.os.type": "windows"}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Reading only the demanded fields of a document
+
+
+_json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.sampled_from(["a", "B", "", "w3wp.exe"]))
+_keys = st.sampled_from(["process", "name", "parent", "process.name", "parent.name", "a", "a.b", "b", ""])
+_documents = st.recursive(
+    st.dictionaries(_keys, _json_scalars, max_size=3),
+    lambda inner: st.dictionaries(
+        _keys, st.one_of(_json_scalars, inner, st.lists(st.one_of(_json_scalars, inner), max_size=3)), max_size=4
+    ),
+    max_leaves=12,
+)
+
+
+def _as_values(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    return sorted(json.dumps(item, sort_keys=True) for item in items)
+
+
+@settings(max_examples=400, deadline=None)
+@given(document=_documents, extra=st.lists(_keys, max_size=3))
+def test_flatten_fields_gives_the_values_flatten_gives(document: dict[str, Any], extra: list[str]) -> None:
+    """Every field of the flattened document, and a few that may not exist: the same values (any order), and the
+    same fields present; nested objects, dotted keys and arrays of objects mixed."""
+    full = flatten(copy.deepcopy(document))
+    paths = [*full, *(".".join(extra[: n + 1]) for n in range(len(extra)))]
+    some = flatten_fields(document, paths)
+    for path in paths:
+        assert (path in full) == (path in some), path
+        if path in full:
+            assert _as_values(full[path]) == _as_values(some[path]), path
+
+
+def test_demanded_defend_fields_match_the_full_document() -> None:
+    """An Elastic Defend document read for the seed rules' fields: the same values as the full normalization,
+    names completed from executables included."""
+    document = {
+        "@timestamp": "2024-03-14T09:00:00Z",
+        "agent": {"type": "endpoint"},
+        "event": {"category": ["process"], "type": ["start"]},
+        "host": {"os": {"type": "windows"}},
+        "process": {"executable": "C:\\Windows\\System32\\cmd.exe", "parent": {"executable": "C:\\w3wp.exe"}},
+    }
+    demand = FieldDemand(["process.name", "process.parent.name", "event.category", "host.os.type", "@timestamp"])
+    full = normalize_elastic_defend_document(copy.deepcopy(document))
+    some = normalize_elastic_defend_document(document, demand=demand)
+    for field in demand.fields:
+        assert some[field] == full[field], field
+    assert some["process.parent.name"] == "w3wp.exe"

@@ -10,7 +10,7 @@ object arrays and therefore what its queries see.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 Event = dict[str, Any]
@@ -47,6 +47,82 @@ def _flatten_into(out: Event, prefix: str, document: Mapping[str, Any]) -> None:
             _append(out, path, value)
         else:
             out[path] = value
+
+
+def flatten_fields(document: Mapping[str, Any], paths: Iterable[str]) -> Event:
+    """The fields ``paths`` of :func:`flatten` (``document``), found without flattening the rest.
+
+    Each field has the values flattening gives it, from every way the document can spell it (nested objects,
+    dotted keys, arrays of objects); a field several spellings write lists its values in the order the spellings
+    are looked at here, which may differ from the document's. Rules read fields as any-of, so for matching the
+    two are the same; output uses :func:`flatten`.
+    """
+    out: Event = {}
+    for path in paths:
+        found: list[tuple[Any, bool]] = []
+        _collect(document, _spellings(path), 0, found, False)
+        if not found:
+            continue
+        if len(found) == 1 and not found[0][1]:
+            out[path] = found[0][0]
+        else:
+            values: list[Any] = []
+            for value, _ in found:
+                if type(value) is list:
+                    values.extend(value)
+                else:
+                    values.append(value)
+            out[path] = values
+    return out
+
+
+_Spellings = tuple[dict[str, int], ...]
+_SPELLINGS: dict[str, _Spellings] = {}
+_SPELLINGS_LIMIT = 4096
+
+
+def _spellings(path: str) -> _Spellings:
+    """For each position in the path's parts, the keys that spell the path on from there (``a``, ``a.b``...),
+    with the position each leads to."""
+    found = _SPELLINGS.get(path)
+    if found is None:
+        parts = path.split(".")
+        found = tuple(
+            {".".join(parts[start:stop]): stop for stop in range(start + 1, len(parts) + 1)}
+            for start in range(len(parts))
+        )
+        if len(_SPELLINGS) >= _SPELLINGS_LIMIT:
+            _SPELLINGS.clear()
+        _SPELLINGS[path] = found
+    return found
+
+
+def _collect(
+    node: Mapping[str, Any], spellings: _Spellings, start: int, found: list[tuple[Any, bool]], listed: bool
+) -> None:
+    """Append to ``found`` what flattening ``node`` writes at the path from position ``start`` on (with whether it
+    is appended as a list, as inside an array of objects)."""
+    end = len(spellings)
+    for key, stop in spellings[start].items():
+        if key not in node:
+            continue
+        value = node[key]
+        if stop == end:
+            if _is_mapping(value):
+                continue  # an object: flattened into fields below this one
+            if type(value) is list and any(_is_mapping(item) for item in value):
+                # An array of objects: its other items stay at this path.
+                for item in value:
+                    if not _is_mapping(item):
+                        found.append((item, True))
+                continue
+            found.append((value, listed))
+        elif _is_mapping(value):
+            _collect(value, spellings, stop, found, listed)
+        elif type(value) is list:
+            for item in value:
+                if _is_mapping(item):
+                    _collect(item, spellings, stop, found, True)
 
 
 def _flatten_object_array(out: Event, path: str, items: list[Any]) -> None:

@@ -213,6 +213,8 @@ def _normalize(record: RawRecord, demand: FieldDemand | None, context: SourceCon
     if record.shape == "windows_event" or _windows_root(document) is not None:
         return normalize_windows_event(document, demand)
     family, normalizer = _recognize(document)
+    if demand is not None and normalizer in _DEMAND_AWARE:
+        return family, _DEMAND_AWARE[normalizer](document, demand)
     return family, normalizer(document, context)
 
 
@@ -229,6 +231,12 @@ def _normalize_as(
         raise ValueError(f"unknown source {source!r}")
     return source, _normalizer_of(source, document)(document, context)
 
+
+_DEMAND_AWARE: Final[dict[_Normalizer, Callable[[Mapping[str, Any], FieldDemand], Event]]] = {
+    _normalize_defend: lambda document, demand: normalize_elastic_defend_document(document, demand=demand),
+    _normalize_ecs: lambda document, demand: normalize_ecs_document(document, windows_log=False, demand=demand),
+}
+"""Normalizers that can read only the demanded fields of a document (no memory: the context is not needed)."""
 
 _GENERIC_NORMALIZERS: Final[dict[str, _Normalizer]] = {
     OTRF: _normalize_otrf,

@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from shellwatch.ecs import Event, flatten
+from shellwatch.ecs import Event, flatten, flatten_fields
 from shellwatch.normalize.context import SourceContext
+from shellwatch.normalize.demand import FieldDemand
 from shellwatch.normalize.providers import mapping_for
 from shellwatch.normalize.timestamps import iso_utc
 from shellwatch.normalize.windows_event import text_value
@@ -66,12 +67,23 @@ def is_elastic_defend_document(document: Mapping[str, Any]) -> bool:
     return False
 
 
-def normalize_elastic_defend_document(document: Mapping[str, Any], context: SourceContext | None = None) -> Event:
+def normalize_elastic_defend_document(
+    document: Mapping[str, Any], context: SourceContext | None = None, demand: FieldDemand | None = None
+) -> Event:
     """An Elastic Defend document, flattened and kept whole: only ``process.name`` / ``process.parent.name``
     (from the executable, when missing) and ``@timestamp`` (as ISO 8601 UTC) are completed. ``context`` is
-    accepted for the family contract; nothing is remembered."""
+    accepted for the family contract; nothing is remembered. ``demand``: see :func:`normalize_ecs_document`."""
     del context
-    return normalize_ecs_document(document, windows_log=False)
+    return normalize_ecs_document(document, windows_log=False, demand=demand)
+
+
+def _demanded_paths(demand: FieldDemand) -> tuple[str, ...]:
+    # A demanded name may be completed from its executable.
+    paths = set(demand.fields)
+    for prefix in ("process", "process.parent"):
+        if prefix + ".name" in paths:
+            paths.add(prefix + ".executable")
+    return tuple(sorted(paths))
 
 
 def is_windows_log_document(document: Mapping[str, Any]) -> bool:
@@ -87,10 +99,20 @@ def is_windows_log_document(document: Mapping[str, Any]) -> bool:
     return any(key.startswith("winlog.") for key in document)
 
 
-def normalize_ecs_document(document: Mapping[str, Any], *, windows_log: bool) -> Event:
+def normalize_ecs_document(
+    document: Mapping[str, Any], *, windows_log: bool, demand: FieldDemand | None = None
+) -> Event:
     """Flatten an ECS document, map it if it is an un-ingested Winlogbeat document, and fill in the fields
-    rules need (see the module docstring)."""
-    event = flatten(document)
+    rules need (see the module docstring).
+
+    With ``demand``, a document that is not a Windows event log document is read for the demanded fields only
+    (and the executables their names are completed from), with the values the full normalization gives them:
+    the rest of the document is neither flattened nor copied.
+    """
+    if demand is not None and not windows_log:
+        event = flatten_fields(document, demand.plan("ecs_document", _demanded_paths))
+    else:
+        event = flatten(document)
     timestamp = event.get("@timestamp")
     if timestamp is not None and not isinstance(timestamp, list):
         moment = iso_utc(timestamp)
