@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from shellwatch.alerts.document import build_alert, rule_fields
-from shellwatch.engine.ruleset import RuleSet
+from shellwatch.engine.ruleset import INDEX_FROM_RULES, RuleSet
 from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY, SourceContext
 from shellwatch.normalize.demand import FieldDemand
 from shellwatch.normalize.dispatch import UNKNOWN, WINDOWS_FAMILIES, normalize_with_family
@@ -299,9 +299,10 @@ def _reads_named_fields_only(node: Node) -> bool:
     return isinstance(node, Const | Exists | Equals | Wildcard | Regex | Cidr | Compare | Predicate)
 
 
-def _worker_scanner(rules: tuple[Rule, ...], settings: ScanSettings) -> Callable[[Input], Iterator[ScanResult]]:
-    """A worker's scanner: the rules compiled once in the worker."""
-    return InputScanner(RuleSet(rules), settings).scan
+def _worker_scanner(rules: RuleSet, settings: ScanSettings) -> Callable[[Input], Iterator[ScanResult]]:
+    """A worker's scanner. A forked worker inherits the parent's compiled rule set (and its index); one started
+    afresh receives the rules and compiles them (see :meth:`RuleSet.__reduce__`)."""
+    return InputScanner(rules, settings).scan
 
 
 def _lost_input(item: Input, reason: str) -> ScanResult:
@@ -322,7 +323,9 @@ def _scan_here(scanner: InputScanner, inputs: Sequence[Input]) -> Generator[Scan
 def _scan_in_workers(
     rules: RuleSet, settings: ScanSettings, inputs: Sequence[Input], processes: int
 ) -> Generator[ScanResult | _InputDone, None, None]:
-    make_scan = partial(_worker_scanner, rules.rules, settings)
+    if len(rules) >= INDEX_FROM_RULES:
+        rules.index  # noqa: B018 -- built once here, before the workers fork, rather than once in each
+    make_scan = partial(_worker_scanner, rules, settings)
     sizes = [item.size for item in inputs]
     for index, results, finished in scan_in_order(inputs, make_scan, processes, _lost_input, sizes):
         yield from results

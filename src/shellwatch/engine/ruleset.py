@@ -43,6 +43,11 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.compiled)
 
+    def __reduce__(self) -> tuple[type[RuleSet], tuple[tuple[Rule, ...]]]:
+        # Compiled predicates are generated code, which pickle cannot carry: a rule set sent to a worker process
+        # started afresh (spawn, forkserver) is compiled again there from its rules.
+        return (RuleSet, (self._rules,))
+
     @property
     def rules(self) -> tuple[Rule, ...]:
         """The rules, in evaluation order."""
