@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,3 +17,13 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available (../shared is absent beside this clone); test needs it")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def rule_cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The compiled-rule cache of the whole run lives in a temporary folder, never in the user's ~/.cache;
+    commands the tests start inherit the setting."""
+    folder = tmp_path_factory.mktemp("rule-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHELLWATCH_CACHE_DIR", str(folder))
+        yield folder
