@@ -23,6 +23,10 @@ INDEX_FROM_RULES = 8
 index's per-field lookups (bench/bench_rule_index.py prints both)."""
 
 
+_MEMBER_SETS_LIMIT = 4096
+"""Candidate tuples whose set is kept (one per event class seen)."""
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
     """A rule and its compiled predicate."""
@@ -39,6 +43,7 @@ class RuleSet:
         self._rules = tuple(c.rule for c in self.compiled)
         self._predicates = tuple(c.predicate for c in self.compiled)
         self._index: RuleIndex | None = None
+        self._member_sets: dict[int, tuple[tuple[int, ...], frozenset[int]]] = {}
 
     def __len__(self) -> int:
         return len(self.compiled)
@@ -74,11 +79,25 @@ class RuleSet:
         rules, predicates = self._rules, self._predicates
         if len(rules) < INDEX_FROM_RULES:
             return [rules[position] for position in candidates if predicates[position](event)]
+        # The index's candidates are few; the class's are many but the same tuple for every event of the class:
+        # it is turned into a set once.
+        members = self._members_of(candidates)
         return [
             rules[position]
-            for position in self.index.candidates_among(event, candidates)
-            if predicates[position](event)
+            for position in self.index.candidates(event)
+            if position in members and predicates[position](event)
         ]
+
+    def _members_of(self, candidates: Iterable[int]) -> frozenset[int]:
+        if type(candidates) is not tuple:
+            return frozenset(candidates)
+        found = self._member_sets.get(id(candidates))
+        if found is None or found[0] is not candidates:
+            if len(self._member_sets) >= _MEMBER_SETS_LIMIT:
+                self._member_sets.clear()
+            # Kept with the tuple itself, so that the id stays the tuple's while the entry lives.
+            found = self._member_sets[id(candidates)] = (candidates, frozenset(candidates))
+        return found[1]
 
     def matching_each(self, event: Mapping[str, Any]) -> list[Rule]:
         """The rules whose query matches ``event``, every predicate run: the reference :meth:`matching` equals."""

@@ -180,8 +180,23 @@ def rendered_key_class(key: str) -> EventClass | None:
         provider = match.group(1)
         digits = match.group(3) or match.group(4)
         if not mapping_depends_on_channel(provider):
-            made = _make_class(provider, None, str(int(digits)), False)
+            made = _channel_free_class(provider, str(int(digits)))
     if len(_BY_KEY) >= _CACHE_LIMIT:
         _BY_KEY.clear()
     _BY_KEY[key] = made
     return made
+
+
+_CHANNEL_FREE: dict[tuple[str, str], EventClass] = {}
+
+
+def _channel_free_class(provider: str, code: str) -> EventClass:
+    """The class of a provider's events with one id on any channel: one object however many keys lead to it, so
+    that verdicts cached per class (the prefilter's) are made once."""
+    found = _CHANNEL_FREE.get((provider, code))
+    if found is None:
+        found = _make_class(provider, None, code, False)
+        if len(_CHANNEL_FREE) >= _CACHE_LIMIT:
+            _CHANNEL_FREE.clear()
+        _CHANNEL_FREE[(provider, code)] = found
+    return found
