@@ -22,9 +22,11 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from shellwatch.alerts.document import build_alert, rule_fields
+from shellwatch.alerts.exceptions import ExceptionLists
 from shellwatch.engine.ruleset import INDEX_FROM_RULES, RuleSet
 from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY, SourceContext
 from shellwatch.normalize.demand import FieldDemand
@@ -77,6 +79,8 @@ class HuntStats:
     """Matches skipped because an alert with the same id was already made (the same event read twice)."""
     alerts_by_rule: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(rule name, severity) -> alerts."""
+    excluded_by_rule: Counter[str] = field(default_factory=Counter)
+    """Rule name -> matches its exception lists silenced."""
     problems: list[ReadProblem] = field(default_factory=list)
     seconds: float = 0.0
     workers: int = 1
@@ -129,6 +133,8 @@ class ScanCounts(NamedTuple):
     by_source: dict[str, int]
     unrecognized_at: str | None = None
     """Where the first record of no known source in these records is, if there is one."""
+    excluded: dict[int, int] | None = None
+    """Matches an exception list silenced, by rule position."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +146,26 @@ class MatchedAlert:
 
 
 ScanResult = ScanCounts | MatchedAlert | ReadProblem
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionSpec:
+    """Which exception lists a hunt applies (:mod:`shellwatch.alerts.exceptions`): what loads them, so that every
+    scanner, in this process or a worker, loads the same lists."""
+
+    paths: tuple[str, ...]
+    value_lists: tuple[tuple[str, str], ...] = ()
+    """(value list id, file)."""
+    attach: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(rule id, rule name or ``*``, list ids applied to it besides those the rule references)."""
+
+    def load(self) -> ExceptionLists:
+        """The lists; raises :class:`~shellwatch.alerts.exceptions.ExceptionListError` naming every bad line."""
+        return ExceptionLists.load(
+            list(self.paths),
+            {list_id: Path(path) for list_id, path in self.value_lists},
+            attach={rule: list(lists) for rule, lists in self.attach},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,18 +181,21 @@ class ScanSettings:
     each record's source."""
     process_memory: int = DEFAULT_PROCESS_MEMORY
     """Entries a normalizer may remember per input (:class:`~shellwatch.normalize.context.SourceContext`)."""
+    exceptions: ExceptionSpec | None = None
+    """Exception lists: a match an item of its rule's lists describes raises no alert, as in Kibana."""
 
 
 class _Tally:
     """An input's counts since its last :class:`ScanCounts`."""
 
-    __slots__ = ("by_source", "in_window", "records", "unrecognized_at")
+    __slots__ = ("by_source", "excluded", "in_window", "records", "unrecognized_at")
 
     def __init__(self) -> None:
         self.records = 0
         self.in_window = 0
         self.by_source: dict[str, int] = {}
         self.unrecognized_at: str | None = None
+        self.excluded: dict[int, int] = {}
 
     def count_class_skipped(self, family: str) -> None:
         """A record of a class no rule can match: read and in the window (the prefilter runs only without one)."""
@@ -185,10 +214,11 @@ class _Tally:
 
     def take(self) -> ScanCounts:
         """The counts so far, and a fresh start."""
-        counts = ScanCounts(self.records, self.in_window, self.by_source, self.unrecognized_at)
+        counts = ScanCounts(self.records, self.in_window, self.by_source, self.unrecognized_at, self.excluded or None)
         self.records = self.in_window = 0
         self.by_source = {}
         self.unrecognized_at = None
+        self.excluded = {}
         return counts
 
 
@@ -205,6 +235,8 @@ class InputScanner:
         self._prefilter = None if windowed else ClassPrefilter(rules)
         self._triage = None if self._prefilter is None else RecordTriage(rules, self._prefilter)
         self._demand = _field_demand(rules, windowed)
+        exceptions = settings.exceptions.load() if settings.exceptions is not None else None
+        self._exceptions = None if exceptions is None else tuple(exceptions.for_rule(rule) for rule in rules.rules)
 
     def scan(self, item: Input) -> Iterator[ScanResult]:
         """The alerts, problems and record counts of one input, in record order."""
@@ -261,15 +293,22 @@ class InputScanner:
                 if demand is not None:
                     # Matched on the demanded fields: the alert shows the whole event.
                     event = normalize_with_family(record, context=context, source=source)[1]
-                yield from self._alerts(matched, event, record.origin)
+                yield from self._alerts(matched, event, record.origin, tally)
         yield from problems
         tally.absorb(ruled_out)
-        if tally.records:
+        if tally.records or tally.excluded:
             yield tally.take()
 
-    def _alerts(self, matched: list[Rule], event: dict[str, Any], origin: Origin) -> Iterator[MatchedAlert]:
+    def _alerts(
+        self, matched: list[Rule], event: dict[str, Any], origin: Origin, tally: _Tally
+    ) -> Iterator[MatchedAlert]:
+        exceptions = self._exceptions
         for rule in matched:
             index = self._rule_index[id(rule)]
+            if exceptions is not None and exceptions[index].excludes(event):
+                # As in Kibana, an event an exception item describes raises no alert for the rule.
+                tally.excluded[index] = tally.excluded.get(index, 0) + 1
+                continue
             alert = build_alert(
                 rule,
                 event,
@@ -345,6 +384,7 @@ def hunt(
     workers: int | None = None,
     source: str | None = None,
     process_memory: int = DEFAULT_PROCESS_MEMORY,
+    exceptions: ExceptionSpec | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Read ``paths`` and yield one alert per (rule, matching event), in input order then rule order.
 
@@ -358,11 +398,17 @@ def hunt(
 
     ``source``: read every record as this source (a name of :data:`~shellwatch.normalize.dispatch.SOURCES`)
     instead of recognizing each one. ``process_memory``: entries a normalizer may remember per input (a CrowdStrike
-    process for its children, a Defender device's operating system).
+    process for its children, a Defender device's operating system). ``exceptions``: the exception lists to apply
+    (load them once beforehand to report bad files: every scanner loads them again).
     """
     stats = stats if stats is not None else HuntStats()
     settings = ScanSettings(
-        start=start, end=end, detected_at=datetime.now(UTC), source=source, process_memory=process_memory
+        start=start,
+        end=end,
+        detected_at=datetime.now(UTC),
+        source=source,
+        process_memory=process_memory,
+        exceptions=exceptions,
     )
     made: set[str] = set()
 
@@ -405,6 +451,9 @@ def hunt(
                 by_source = stats.by_source
                 for family, count in result.by_source.items():
                     by_source[family] += count
+                if result.excluded:
+                    for position, count in result.excluded.items():
+                        stats.excluded_by_rule[compiled[position].rule.name] += count
                 if result.unrecognized_at is not None and len(stats.unrecognized_at) < 10:
                     stats.unrecognized_at.append(result.unrecognized_at)
                 if on_progress is not None:

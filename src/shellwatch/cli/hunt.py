@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from shellwatch.alerts.exceptions import ExceptionListError
 from shellwatch.cli.display import make_console, safe_text, stderr_is_terminal
 from shellwatch.cli.rule_selection import load_selected_rules, rules_option
 from shellwatch.engine.ruleset import RuleSet
@@ -27,7 +28,7 @@ from shellwatch.normalize.dispatch import SOURCES, UNKNOWN
 from shellwatch.output.csv_file import write_csv
 from shellwatch.output.json_lines import write_json_array, write_ndjson
 from shellwatch.output.table import AlertTable, print_rule_summary
-from shellwatch.pipeline import HuntStats, hunt, parse_time
+from shellwatch.pipeline import ExceptionSpec, HuntStats, hunt, parse_time
 from shellwatch.sources.record import ReadProblem
 
 FORMATS = ("table", "ndjson", "json", "csv")
@@ -121,6 +122,12 @@ def _print_summary(console: Console, stats: HuntStats, rule_count: int) -> None:
             ),
             soft_wrap=True,
         )
+    if stats.excluded_by_rule:
+        silenced = ", ".join(f"{safe_text(name)} {count:,}" for name, count in stats.excluded_by_rule.most_common())
+        console.print(
+            Text(f"{sum(stats.excluded_by_rule.values()):,} matches silenced by exceptions: {silenced}"),
+            soft_wrap=True,
+        )
     if stats.problems:
         reasons = stats.problem_reasons()
         console.print(Text(f"{len(stats.problems)} parts of the input skipped:"), soft_wrap=True)
@@ -128,6 +135,39 @@ def _print_summary(console: Console, stats: HuntStats, rule_count: int) -> None:
             console.print(Text(f"  {count:>6}  {safe_text(reason)}"), soft_wrap=True)
         if len(reasons) > 10:
             console.print(Text(f"  ... and {len(reasons) - 10} other reasons"), soft_wrap=True)
+
+
+def _pairs(values: Sequence[str], option: str, what: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        name, separator, target = value.partition("=")
+        if not separator or not name or not target:
+            raise click.BadParameter(f"{value!r} is not {what}", param_hint=option)
+        pairs.append((name, target))
+    return pairs
+
+
+def _exception_spec(
+    paths: Sequence[str], exceptions_for: Sequence[str], value_lists: Sequence[str]
+) -> ExceptionSpec | None:
+    """The exception lists of the command line, loaded once here so that a bad file stops the hunt before it
+    starts, with every problem named."""
+    attach: dict[str, list[str]] = {}
+    for rule, list_id in _pairs(exceptions_for, "--exceptions-for", "RULE=LIST_ID"):
+        attach.setdefault(rule, []).append(list_id)
+    lists = _pairs(value_lists, "--value-list", "ID=FILE")
+    if not paths:
+        if attach or lists:
+            raise click.UsageError("--exceptions-for and --value-list need --exceptions FILE")
+        return None
+    spec = ExceptionSpec(tuple(paths), tuple(lists), tuple((rule, tuple(ids)) for rule, ids in attach.items()))
+    try:
+        spec.load()
+    except ExceptionListError as error:
+        raise click.UsageError(
+            "exception lists could not be loaded:\n" + "\n".join(f"  {safe_text(p)}" for p in error.problems)
+        ) from error
+    return spec
 
 
 def _open_output(stack: ExitStack, output: Path | None, binary: bool) -> IO[Any]:
@@ -175,6 +215,28 @@ def _open_output(stack: ExitStack, output: Path | None, binary: bool) -> IO[Any]
     default=None,
     help="Processes to read with (default: all cores; small inputs are read in-process).",
 )
+@click.option(
+    "--exceptions",
+    "exception_paths",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Kibana exception-list export (NDJSON); repeatable. Lists apply to the rules that reference them "
+    "(exceptions_list) and to those named with --exceptions-for.",
+)
+@click.option(
+    "--exceptions-for",
+    "exceptions_for",
+    multiple=True,
+    metavar="RULE=LIST_ID",
+    help="Apply exception list LIST_ID to RULE (a rule id, a rule name, or * for every rule); repeatable.",
+)
+@click.option(
+    "--value-list",
+    "value_lists",
+    multiple=True,
+    metavar="ID=FILE",
+    help="The values of value list ID (one per line), for 'is in list' exception entries; repeatable.",
+)
 def hunt_command(
     paths: Sequence[str],
     rule_paths: Sequence[Path],
@@ -186,6 +248,9 @@ def hunt_command(
     source: str | None,
     process_memory: int,
     workers: int | None,
+    exception_paths: Sequence[str],
+    exceptions_for: Sequence[str],
+    value_lists: Sequence[str],
 ) -> None:
     """Hunt PATHS (EVTX, event XML, JSON/NDJSON, .gz/.zip, folders, - for stdin) with the rules.
 
@@ -197,6 +262,7 @@ def hunt_command(
         click.echo("shellwatch: no rule could be loaded; nothing to hunt with", err=True)
         sys.exit(EXIT_NO_RULES)
     rules = RuleSet(loaded.rules)
+    exceptions = _exception_spec(exception_paths, exceptions_for, value_lists)
     if output_format is None:
         output_format = "table" if output is None and sys.stdout.isatty() else "ndjson"
 
@@ -225,6 +291,7 @@ def hunt_command(
             workers=workers,
             source=source,
             process_memory=process_memory,
+            exceptions=exceptions,
         )
         if output_format == "ndjson":
             write_ndjson(alerts, _open_output(stack, output, binary=True))
