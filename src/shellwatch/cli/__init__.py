@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "rules": "shellwatch.cli.rules:rules",
     "eval": "shellwatch.cli.evaluate:eval_command",
     "hunt": "shellwatch.cli.hunt:hunt_command",
+    "backtest": "shellwatch.cli.backtest:backtest_command",
 }
 """Command name -> ``"module:attribute"`` of its click command."""
 

@@ -8,7 +8,7 @@ alerts, 2 on usage errors or when no rule could be loaded, 3 when nothing at all
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +39,7 @@ MAX_LISTED_PROBLEMS = 20
 """Problems named one by one on stderr while hunting; the rest are counted in the summary."""
 
 
-class _TimeBound(click.ParamType):  # type: ignore[type-arg]
+class TimeBound(click.ParamType):  # type: ignore[type-arg]
     name = "TIME"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
@@ -147,7 +147,7 @@ def _pairs(values: Sequence[str], option: str, what: str) -> list[tuple[str, str
     return pairs
 
 
-def _exception_spec(
+def exception_spec(
     paths: Sequence[str], exceptions_for: Sequence[str], value_lists: Sequence[str]
 ) -> ExceptionSpec | None:
     """The exception lists of the command line, loaded once here so that a bad file stops the hunt before it
@@ -170,6 +170,33 @@ def _exception_spec(
     return spec
 
 
+def exception_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The exception-list options (``--exceptions``, ``--exceptions-for``, ``--value-list``), for the commands
+    that apply them; read them with :func:`exception_spec`."""
+    command = click.option(
+        "--value-list",
+        "value_lists",
+        multiple=True,
+        metavar="ID=FILE",
+        help="The values of value list ID (one per line), for 'is in list' exception entries; repeatable.",
+    )(command)
+    command = click.option(
+        "--exceptions-for",
+        "exceptions_for",
+        multiple=True,
+        metavar="RULE=LIST_ID",
+        help="Apply exception list LIST_ID to RULE (a rule id, a rule name, or * for every rule); repeatable.",
+    )(command)
+    return click.option(
+        "--exceptions",
+        "exception_paths",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False),
+        help="Kibana exception-list export (NDJSON); repeatable. Lists apply to the rules that reference them "
+        "(exceptions_list) and to those named with --exceptions-for.",
+    )(command)
+
+
 def _open_output(stack: ExitStack, output: Path | None, binary: bool) -> IO[Any]:
     if output is None:
         return sys.stdout.buffer if binary else sys.stdout
@@ -190,8 +217,8 @@ def _open_output(stack: ExitStack, output: Path | None, binary: bool) -> IO[Any]
     help="Output format. Default: table on a terminal, ndjson otherwise.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write alerts to FILE.")
-@click.option("--from", "start", type=_TimeBound(), help="Only events at or after this ISO 8601 time.")
-@click.option("--to", "end", type=_TimeBound(), help="Only events before this ISO 8601 time.")
+@click.option("--from", "start", type=TimeBound(), help="Only events at or after this ISO 8601 time.")
+@click.option("--to", "end", type=TimeBound(), help="Only events before this ISO 8601 time.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit with status 1 when there are alerts (for scripts).")
 @click.option(
     "--source",
@@ -215,28 +242,7 @@ def _open_output(stack: ExitStack, output: Path | None, binary: bool) -> IO[Any]
     default=None,
     help="Processes to read with (default: all cores; small inputs are read in-process).",
 )
-@click.option(
-    "--exceptions",
-    "exception_paths",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Kibana exception-list export (NDJSON); repeatable. Lists apply to the rules that reference them "
-    "(exceptions_list) and to those named with --exceptions-for.",
-)
-@click.option(
-    "--exceptions-for",
-    "exceptions_for",
-    multiple=True,
-    metavar="RULE=LIST_ID",
-    help="Apply exception list LIST_ID to RULE (a rule id, a rule name, or * for every rule); repeatable.",
-)
-@click.option(
-    "--value-list",
-    "value_lists",
-    multiple=True,
-    metavar="ID=FILE",
-    help="The values of value list ID (one per line), for 'is in list' exception entries; repeatable.",
-)
+@exception_options
 def hunt_command(
     paths: Sequence[str],
     rule_paths: Sequence[Path],
@@ -262,7 +268,7 @@ def hunt_command(
         click.echo("shellwatch: no rule could be loaded; nothing to hunt with", err=True)
         sys.exit(EXIT_NO_RULES)
     rules = RuleSet(loaded.rules)
-    exceptions = _exception_spec(exception_paths, exceptions_for, value_lists)
+    exceptions = exception_spec(exception_paths, exceptions_for, value_lists)
     if output_format is None:
         output_format = "table" if output is None and sys.stdout.isatty() else "ndjson"
 
