@@ -137,3 +137,15 @@ def test_cli_needs_a_file_for_attachments(logs: list[str]) -> None:
     result = CliRunner().invoke(main, ["hunt", *logs, "--exceptions-for", "*=web-shell-tuning"])
     assert result.exit_code == 2
     assert "--exceptions" in result.stderr
+
+
+def test_rules_show_lists_the_exceptions() -> None:
+    """`rules show` names each list and item a rule's exceptions hold, entry by entry."""
+    result = CliRunner().invoke(
+        main, ["rules", "show", SIGMA_RULE, "--exceptions", TUNING, "--exceptions-for", "*=web-shell-tuning"]
+    )
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.stdout.split())
+    assert "Exceptions" in shown
+    assert 'item "whoami under the MyAppPool application pool"' in shown
+    assert 'process.parent.name is "w3wp.exe"' in shown

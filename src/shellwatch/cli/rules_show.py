@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shellwatch.cli.display import cell, make_console, safe_text
+from shellwatch.cli.hunt import exception_options, exception_spec
 from shellwatch.cli.rule_selection import load_selected_rules, rules_option
 from shellwatch.cli.rules_list import source_label
 from shellwatch.query.render import render_ir
@@ -88,7 +89,15 @@ def _heading(title: str) -> Text:
     default=False,
     help="Render the investigation guide as Markdown (default: plain text, as written).",
 )
-def show_rule(rule_ref: str, rule_paths: Sequence[Path], markdown: bool) -> None:
+@exception_options
+def show_rule(
+    rule_ref: str,
+    rule_paths: Sequence[Path],
+    markdown: bool,
+    exception_paths: Sequence[str],
+    exceptions_for: Sequence[str],
+    value_lists: Sequence[str],
+) -> None:
     """Show RULE (a rule_id, an id prefix, or part of a name): metadata, ATT&CK, guide, compiled query."""
     rules = load_selected_rules(rule_paths).rules
     found = find_rules(rules, rule_ref)
@@ -111,6 +120,18 @@ def show_rule(rule_ref: str, rule_paths: Sequence[Path], markdown: bool) -> None
             console.print(Markdown(safe_text(rule.note, keep_newlines=True), hyperlinks=False))
         else:
             console.print(cell(rule.note, keep_newlines=True))
+    spec = exception_spec(exception_paths, exceptions_for, value_lists)
+    if spec is not None or rule.exceptions_list:
+        console.print(_heading("Exceptions"))
+        if spec is not None:
+            lines = spec.load().for_rule(rule).describe()
+        else:
+            lines = [
+                "referenced (give the exported lists with --exceptions to see their items): "
+                + ", ".join(str(entry.get("list_id", entry.get("id", "?"))) for entry in rule.exceptions_list)
+            ]
+        for line in lines:
+            console.print(cell(line, keep_newlines=False))
     console.print(_heading("Query"))
     console.print(cell(rule.query.strip("\n"), keep_newlines=True))
     console.print(_heading("Compiled (IR)"))
