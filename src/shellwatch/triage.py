@@ -34,6 +34,7 @@ _CACHE_LIMIT = 4096
 """Record keys whose verdict is kept; a crafted log can name any number of providers and event ids."""
 
 _UNSEEN: object = object()
+_DOTTED_I, _KELVIN = ASCII_LOWERING_EXCEPTIONS
 
 
 def _json_escaped(piece: str) -> str:
@@ -84,6 +85,9 @@ class TextFilter:
     family: str
     rules: tuple[tuple[_Group, ...], ...]
     """Per rule, its groups."""
+    first: _Group | None = None
+    """When every rule's first group reads the same keys: those keys with all the rules' first pieces. A record
+    whose values hold none of them fails every rule at once, which is the common case, checked in one pass."""
 
     @classmethod
     def of(cls, family: str, requirements: tuple[Requirement, ...]) -> TextFilter | None:
@@ -102,14 +106,16 @@ class TextFilter:
                         by_key.setdefault(key, set()).add(_json_escaped(piece.text))
                 groups.append(tuple((key, tuple(sorted(pieces))) for key, pieces in by_key.items()))
             rules.append(tuple(groups))
-        return cls(family, tuple(rules))
+        return cls(family, tuple(rules), _shared_first_group(rules))
 
     def may_match(self, text: str) -> bool:
         """False when no rule can match the record whose JSON text is ``text``."""
-        for char in ASCII_LOWERING_EXCEPTIONS:
-            if char in text:
-                return True
+        if _KELVIN in text or _DOTTED_I in text:
+            return True
         seen: dict[str, list[str] | None] = {}
+        first = self.first
+        if first is not None and not _group_holds(first, text, seen):
+            return False
         for groups in self.rules:
             for group in groups:
                 if not _group_holds(group, text, seen):
@@ -117,6 +123,20 @@ class TextFilter:
             else:
                 return True
         return False
+
+
+def _shared_first_group(rules: list[tuple[_Group, ...]]) -> _Group | None:
+    """The union of the rules' first groups, when they all read the same keys (see :attr:`TextFilter.first`)."""
+    if not rules or any(not groups for groups in rules):
+        return None
+    keys = {key for key, _ in rules[0][0]}
+    if any({key for key, _ in groups[0]} != keys for groups in rules):
+        return None
+    pieces: dict[str, set[str]] = {key: set() for key in keys}
+    for groups in rules:
+        for key, key_pieces in groups[0]:
+            pieces[key].update(key_pieces)
+    return tuple((key, tuple(sorted(pieces[key]))) for key in sorted(keys))
 
 
 def _group_holds(group: _Group, text: str, seen: dict[str, list[str] | None]) -> bool:
@@ -148,6 +168,8 @@ class RecordTriage:
         self._prefilter = prefilter
         self._by_key: dict[str, _Verdict | object] = {}
         self._filters: dict[tuple[str, tuple[int, ...]], TextFilter | None] = {}
+        self._last_key = ""
+        self._last_verdict: _Verdict | object = None
         self.ruled_out_by_family: dict[str, int] = {}
         """Records :meth:`claim` took, by source family, since the caller last emptied it."""
 
@@ -159,9 +181,15 @@ class RecordTriage:
         if id_at < 0:
             return False
         key = text[: id_at + KEY_TAIL]
-        verdict = self._by_key.get(key, _UNSEEN)
-        if verdict is _UNSEEN:
-            verdict = self._key_verdict(key)
+        # Records of one kind come in runs: comparing with the previous key costs less than hashing this one.
+        if key == self._last_key:
+            verdict = self._last_verdict
+        else:
+            verdict = self._by_key.get(key, _UNSEEN)
+            if verdict is _UNSEEN:
+                verdict = self._key_verdict(key)
+            self._last_key = key
+            self._last_verdict = verdict
         if verdict is None:
             return False
         if type(verdict) is TextFilter:
