@@ -527,7 +527,7 @@ class _Generator:
 
 # Fields whose values most events share (the category and type of the event, the OS, the shipper): a test on
 # them rejects few events, so conjunctions test them after the fields that tell events apart.
-_COMMON_FIELDS = frozenset(
+COMMON_FIELDS = frozenset(
     {
         "event.category",
         "event.type",
@@ -558,7 +558,7 @@ def _conjunct_rank(node: Node) -> int:
     if isinstance(node, Const):
         return 0
     if isinstance(node, Equals | Wildcard | Exists):
-        common = node.field in _COMMON_FIELDS
+        common = node.field in COMMON_FIELDS
         kind = 0 if isinstance(node, Equals) else 1 if isinstance(node, Wildcard) else 2
         return 1 + kind + (3 if common else 0)
     if isinstance(node, Regex | Cidr):

@@ -38,6 +38,7 @@ from functools import lru_cache
 from typing import Any
 from typing import Literal as TypingLiteral
 
+from shellwatch.engine.compile_python import COMMON_FIELDS
 from shellwatch.engine.literals import ascii_lower
 from shellwatch.engine.patterns import PatternError, lucene_to_python, parse_wildcard
 from shellwatch.query.ir import (
@@ -280,27 +281,7 @@ def _regex_runs(field: str, view: View, items: Iterable[tuple[Any, Any]]) -> lis
     return gates
 
 
-_COMMON_FIELDS = frozenset(
-    {
-        "event.category",
-        "event.type",
-        "event.kind",
-        "event.outcome",
-        "event.module",
-        "event.dataset",
-        "event.provider",
-        "event.action",
-        "host.os.type",
-        "host.os.family",
-        "host.os.platform",
-        "host.os.name",
-        "agent.type",
-        "data_stream.dataset",
-        "data_stream.type",
-        "data_stream.namespace",
-        "ecs.version",
-    }
-)
+_COMMON_FIELDS = COMMON_FIELDS | {"event.action"}
 """Fields whose values most events of a log share: a literal on them tells few events apart."""
 
 
