@@ -289,3 +289,22 @@ def test_corpus_hunt_is_the_same_with_and_without_the_triage() -> None:
     assert with_stats.by_source == without_stats.by_source
     assert with_stats.alerts_by_rule == without_stats.alerts_by_rule
     assert len({a["kibana.alert.rule.name"] for a in with_triage}) >= 4
+
+
+def test_progress_is_reported_while_records_are_ruled_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log whose records are nearly all ruled out still moves the progress bar: the reader yields a marker now
+    and then among the records it did not decode, and the scanner reports its counts there (constants lowered so
+    that a corpus file of a few thousand records shows it)."""
+    from shellwatch import pipeline
+    from shellwatch.sources import evtx_file
+
+    monkeypatch.setattr(pipeline, "PROGRESS_RECORDS", 500)
+    monkeypatch.setattr(evtx_file, "CLAIMED_MARK_EVERY", 100)
+    path = shared_path("corpus", "omerbenamram-evtx", "samples", "security.evtx")
+    seen: list[int] = []
+    stats = HuntStats()
+    rules = RuleSet(load_bundled_rules().rules)
+    list(hunt([str(path)], rules, stats=stats, workers=1, on_progress=lambda s: seen.append(s.records)))
+    assert stats.records == 2261
+    during = [count for count in seen if 0 < count < stats.records]
+    assert len(set(during)) >= 3, seen

@@ -263,6 +263,8 @@ class InputScanner:
             if tally.records + sum(ruled_out.values()) >= PROGRESS_RECORDS:
                 tally.absorb(ruled_out)
                 yield tally.take()
+            if record.shape == "claimed":
+                continue  # a marker among claimed records: only there for the progress report above
             candidates = None
             if class_candidates is not None and record.shape == "windows_event":
                 try:

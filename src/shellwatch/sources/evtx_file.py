@@ -44,6 +44,10 @@ RecordClaim = Callable[[str], bool]
 """Given a record's JSON rendering, True when the caller accounts for the record itself, undecoded: the reader
 then neither decodes nor yields it (a hunt counts the records of event classes no rule can match this way)."""
 
+CLAIMED_MARK_EVERY = 1024
+"""A ``claimed`` marker record is yielded after this many claimed records in a row (see RecordShape)."""
+_CLAIMED_MARK = RawRecord({}, "claimed", Origin(""))
+
 _RECORD_ERROR = re.compile(r"Failed to parse record number (\d+): ?")
 _REPAIR_BATCH_CHUNKS = 16
 
@@ -128,6 +132,7 @@ def _read_with_parser(
     runs = ledger.runs
     loads = orjson.loads
     run_start = run_end = -2  # no run yet: no record id is -1
+    claimed = 0
     while True:
         try:
             # The iterator resumes with the next record or chunk after raising, so the loop is simply
@@ -143,6 +148,10 @@ def _read_with_parser(
                 # _event_data, written out: this runs for every record of every file.
                 text = item["data"]
                 if claim is not None and claim(text):
+                    claimed += 1
+                    if claimed == CLAIMED_MARK_EVERY:
+                        claimed = 0
+                        yield _CLAIMED_MARK
                     continue
                 try:
                     data = loads(text)

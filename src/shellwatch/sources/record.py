@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-RecordShape = Literal["windows_event", "json"]
+RecordShape = Literal["windows_event", "json", "claimed"]
 """How a record's data is shaped.
 
 * ``windows_event``: a Windows event as the evtx package renders it to JSON,
@@ -14,6 +14,9 @@ RecordShape = Literal["windows_event", "json"]
   evtx_dump JSON); XML attributes sit under ``#attributes`` and element text under ``#text``, as evtx renders
   them.
 * ``json``: any other JSON object (ECS documents, Winlogbeat, flat OTRF records, vendor exports), as decoded.
+* ``claimed``: no record, a marker: a reader given a claim (:data:`~shellwatch.sources.evtx_file.RecordClaim`)
+  yields one now and then among the records it claimed, so that its caller can report progress while it reads
+  nothing else.
 """
 
 
