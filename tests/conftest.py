@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,27 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available (../shared is absent beside this clone); test needs it")
     return path
+
+
+def evtx_corpus_records(*corpora: str) -> Iterator[tuple[Path, int, str]]:
+    """(file, record id, JSON text) of every record the evtx parser renders in the named corpora of ../shared,
+    files in sorted order; a file whose header the parser refuses is passed over, and after a damaged chunk the
+    parser's iterator goes on with the next. Skips the calling test without ../shared."""
+    from evtx import PyEvtxParser
+
+    for name in corpora:
+        for path in sorted(shared_path("corpus", name).rglob("*.evtx")):
+            try:
+                records: Any = PyEvtxParser(str(path), number_of_threads=1).records_json()
+            except Exception:  # a file whose header the parser refuses
+                continue
+            while True:
+                try:
+                    for item in records:
+                        yield path, item["event_record_id"], item["data"]
+                    break
+                except RuntimeError:  # a damaged chunk: the iterator goes on with the next
+                    continue
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import shared_path
+from conftest import evtx_corpus_records, shared_path
 from shellwatch.engine.ruleset import RuleSet
 from shellwatch.normalize.dispatch import normalize_with_family
 from shellwatch.normalize.event_class import EventClass, rendered_event_class, windows_event_class
@@ -156,30 +156,20 @@ def test_classes_read_from_rendered_text_agree_with_decoded_events() -> None:
     """Every record of the EVTX corpora as evtx renders it: the class read from the head of the text, when one is,
     has the family and settled fields of the decoded event's class, the channel excepted (left unsettled)."""
     import orjson
-    from evtx import PyEvtxParser
 
-    roots = [shared_path("corpus", "evtx-attack-samples"), shared_path("corpus", "hayabusa-sample-evtx")]
     read = 0
-    for path in sorted(p for root in roots for p in root.rglob("*.evtx")):
-        records: Any = PyEvtxParser(str(path), number_of_threads=1).records_json()
-        while True:
-            try:
-                for item in records:
-                    text = item["data"]
-                    from_text = rendered_event_class(text)
-                    if from_text is None:
-                        continue
-                    decoded = windows_event_class(orjson.loads(text))
-                    assert from_text.family == decoded.family, (path, item["event_record_id"])
-                    expected = {key: value for key, value in decoded.settled.items() if key != "winlog.channel"}
-                    assert dict(from_text.settled) == expected, (path, item["event_record_id"])
-                    assert from_text.unmapped == decoded.unmapped
-                    with pytest.raises(KeyError):
-                        from_text.value("winlog.channel")
-                    read += 1
-                break
-            except RuntimeError:
-                continue
+    for path, record_id, text in evtx_corpus_records("evtx-attack-samples", "hayabusa-sample-evtx"):
+        from_text = rendered_event_class(text)
+        if from_text is None:
+            continue
+        decoded = windows_event_class(orjson.loads(text))
+        assert from_text.family == decoded.family, (path, record_id)
+        expected = {key: value for key, value in decoded.settled.items() if key != "winlog.channel"}
+        assert dict(from_text.settled) == expected, (path, record_id)
+        assert from_text.unmapped == decoded.unmapped
+        with pytest.raises(KeyError):
+            from_text.value("winlog.channel")
+        read += 1
     assert read > 7_000
 
 

@@ -30,7 +30,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import shared_path
+from conftest import evtx_corpus_records, shared_path
 from shellwatch.engine.compile_python import compile_predicate
 from shellwatch.engine.rule_index import REGEX_ASCII_CASE_VARIANTS, Atom, RuleIndex, gates_of
 from shellwatch.engine.ruleset import INDEX_FROM_RULES, RuleSet
@@ -273,28 +273,15 @@ EVTX_CORPORA = ("evtx-attack-samples", "hayabusa-sample-evtx", "omerbenamram-evt
 
 def process_start_events() -> list[dict[str, Any]]:
     """Every process-start event of the EVTX corpora, normalized."""
-    from evtx import PyEvtxParser
-
     found: list[dict[str, Any]] = []
-    for name in EVTX_CORPORA:
-        for path in sorted(shared_path("corpus", name).rglob("*.evtx")):
-            try:
-                records: Any = PyEvtxParser(str(path), number_of_threads=1).records_json()
-            except Exception:  # a file whose header the parser refuses
-                continue
-            while True:
-                try:
-                    for item in records:
-                        try:
-                            document = orjson.loads(item["data"])
-                        except orjson.JSONDecodeError:
-                            continue
-                        event = normalize_windows_event(document)[1]
-                        if _holds(event, "event.category", "process") and _holds(event, "event.type", "start"):
-                            found.append(event)
-                    break
-                except RuntimeError:  # a damaged chunk: the iterator goes on with the next
-                    continue
+    for _, _, text in evtx_corpus_records(*EVTX_CORPORA):
+        try:
+            document = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            continue
+        event = normalize_windows_event(document)[1]
+        if _holds(event, "event.category", "process") and _holds(event, "event.type", "start"):
+            found.append(event)
     return found
 
 

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import shared_path
+from conftest import evtx_corpus_records, shared_path
 from shellwatch.engine.compile_python import compile_predicate
 from shellwatch.engine.literals import ascii_lower, requirement
 from shellwatch.engine.ruleset import RuleSet
@@ -57,23 +57,7 @@ def eql_rule(query: str, number: int = 0) -> Rule:
 
 def corpus_texts() -> list[tuple[str, str]]:
     """(file, JSON text) of every record the parser renders in the EVTX corpora."""
-    from evtx import PyEvtxParser
-
-    found: list[tuple[str, str]] = []
-    for name in EVTX_CORPORA:
-        for path in sorted(shared_path("corpus", name).rglob("*.evtx")):
-            try:
-                records: Any = PyEvtxParser(str(path), number_of_threads=1).records_json()
-            except Exception:  # a file whose header the parser refuses
-                continue
-            while True:
-                try:
-                    for item in records:
-                        found.append((path.name, item["data"]))
-                    break
-                except RuntimeError:
-                    continue
-    return found
+    return [(path.name, text) for path, _, text in evtx_corpus_records(*EVTX_CORPORA)]
 
 
 def json_text(value: Any) -> str:

@@ -16,6 +16,7 @@ rule matched, for the alert.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -160,12 +161,19 @@ class ExceptionSpec:
     """(rule id, rule name or ``*``, list ids applied to it besides those the rule references)."""
 
     def load(self) -> ExceptionLists:
-        """The lists; raises :class:`~shellwatch.alerts.exceptions.ExceptionListError` naming every bad line."""
-        return ExceptionLists.load(
-            list(self.paths),
-            {list_id: Path(path) for list_id, path in self.value_lists},
-            attach={rule: list(lists) for rule, lists in self.attach},
-        )
+        """The lists; raises :class:`~shellwatch.alerts.exceptions.ExceptionListError` naming every bad line.
+        Read once per process: the command line checks them before the hunt, and the scanner of the same process
+        applies them."""
+        return _load_exceptions(self)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_exceptions(spec: ExceptionSpec) -> ExceptionLists:
+    return ExceptionLists.load(
+        list(spec.paths),
+        {list_id: Path(path) for list_id, path in spec.value_lists},
+        attach={rule: list(lists) for rule, lists in spec.attach},
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,6 @@ from shellwatch.prefilter import ClassPrefilter
 _CACHE_LIMIT = 4096
 """Record keys whose verdict is kept; a crafted log can name any number of providers and event ids."""
 
-_UNSEEN: object = object()
 _DOTTED_I, _KELVIN = ASCII_LOWERING_EXCEPTIONS
 
 
@@ -58,7 +57,15 @@ def _string_end(text: str, start: int) -> int:
 def key_values(text: str, key: str) -> list[str] | None:
     """The lower-cased JSON text of every string value written for ``key`` in ``text`` (a JSON object's
     rendering); None when one of them is not a plain string."""
-    marker = f'"{key}":'
+    return _marked_values(text, _key_marker(key))
+
+
+def _key_marker(key: str) -> str:
+    """How a key is written before its value in compact JSON."""
+    return f'"{key}":'
+
+
+def _marked_values(text: str, marker: str) -> list[str] | None:
     values: list[str] = []
     at = text.find(marker)
     while at >= 0:
@@ -74,7 +81,8 @@ def key_values(text: str, key: str) -> list[str] | None:
 
 
 _Group = tuple[tuple[str, tuple[str, ...]], ...]
-"""(event data key, the pieces one of which its value must hold) for each field of a group: one must hold."""
+"""(an event data key as written before its value, ``"Key":``, and the pieces one of which its value must hold)
+for each field of a group: one must hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +111,7 @@ class TextFilter:
                     if keys is None:
                         return None
                     for key in keys:
-                        by_key.setdefault(key, set()).add(_json_escaped(piece.text))
+                        by_key.setdefault(_key_marker(key), set()).add(_json_escaped(piece.text))
                 groups.append(tuple((key, tuple(sorted(pieces))) for key, pieces in by_key.items()))
             rules.append(tuple(groups))
         return cls(family, tuple(rules), _shared_first_group(rules))
@@ -140,11 +148,11 @@ def _shared_first_group(rules: list[tuple[_Group, ...]]) -> _Group | None:
 
 
 def _group_holds(group: _Group, text: str, seen: dict[str, list[str] | None]) -> bool:
-    for key, pieces in group:
-        if key in seen:
-            values = seen[key]
+    for marker, pieces in group:
+        if marker in seen:
+            values = seen[marker]
         else:
-            values = seen[key] = key_values(text, key)
+            values = seen[marker] = _marked_values(text, marker)
         if values is None:
             return True  # a value that is not a plain string: undecided
         for value in values:
@@ -166,10 +174,10 @@ class RecordTriage:
     def __init__(self, rules: RuleSet, prefilter: ClassPrefilter) -> None:
         self._roots = tuple(rule.ir for rule in rules.rules)
         self._prefilter = prefilter
-        self._by_key: dict[str, _Verdict | object] = {}
+        self._by_key: dict[str, _Verdict] = {}
         self._filters: dict[tuple[str, tuple[int, ...]], TextFilter | None] = {}
         self._last_key = ""
-        self._last_verdict: _Verdict | object = None
+        self._last_verdict: _Verdict = None
         self.ruled_out_by_family: dict[str, int] = {}
         """Records :meth:`claim` took, by source family, since the caller last emptied it."""
 
@@ -185,19 +193,16 @@ class RecordTriage:
         if key == self._last_key:
             verdict = self._last_verdict
         else:
-            verdict = self._by_key.get(key, _UNSEEN)
-            if verdict is _UNSEEN:
-                verdict = self._key_verdict(key)
+            verdict = self._last_verdict = self._verdict(key)
             self._last_key = key
-            self._last_verdict = verdict
         if verdict is None:
             return False
-        if type(verdict) is TextFilter:
-            if verdict.may_match(text):
-                return False
-            family = verdict.family
+        if isinstance(verdict, str):
+            family = verdict
+        elif verdict.may_match(text):
+            return False
         else:
-            family = verdict  # type: ignore[assignment]
+            family = verdict.family
         counts = self.ruled_out_by_family
         counts[family] = counts.get(family, 0) + 1
         return True
@@ -208,14 +213,17 @@ class RecordTriage:
         key = rendered_key(text)
         if key is None:
             return None
-        verdict = self._by_key.get(key, _UNSEEN)
-        if verdict is _UNSEEN:
-            verdict = self._key_verdict(key)
+        verdict = self._verdict(key)
         if type(verdict) is TextFilter:
             return None if verdict.may_match(text) else verdict.family
         return verdict if type(verdict) is str else None
 
-    def _key_verdict(self, key: str) -> _Verdict:
+    def _verdict(self, key: str) -> _Verdict:
+        """The verdict on the records whose :func:`rendered_key` is ``key``, made once per key."""
+        try:
+            return self._by_key[key]
+        except KeyError:
+            pass
         event_class = rendered_key_class(key)
         verdict: _Verdict = None
         if event_class is not None:
