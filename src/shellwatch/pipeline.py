@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from shellwatch.alerts.document import build_alert, rule_fields
 from shellwatch.alerts.exceptions import ExceptionLists
+from shellwatch.alerts.hunt_suppression import HuntSuppression
 from shellwatch.engine.ruleset import INDEX_FROM_RULES, RuleSet
 from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY, SourceContext
 from shellwatch.normalize.demand import FieldDemand
@@ -82,6 +83,8 @@ class HuntStats:
     """(rule name, severity) -> alerts."""
     excluded_by_rule: Counter[str] = field(default_factory=Counter)
     """Rule name -> matches its exception lists silenced."""
+    suppressed_by_rule: Counter[str] = field(default_factory=Counter)
+    """Rule name -> matches folded into another match's alert by the rule's alert suppression."""
     problems: list[ReadProblem] = field(default_factory=list)
     seconds: float = 0.0
     workers: int = 1
@@ -440,6 +443,7 @@ def hunt(
     else:
         results = _scan_here(InputScanner(rules, settings), inputs)
     compiled = rules.compiled
+    suppression = HuntSuppression([c.rule for c in compiled])
     try:
         for result in results:
             if type(result) is MatchedAlert:
@@ -449,6 +453,9 @@ def hunt(
                     stats.duplicates += 1
                     continue
                 made.add(alert_id)
+                if suppression and suppression.applies(result.rule_index):
+                    suppression.hold(result.rule_index, alert)
+                    continue
                 rule = compiled[result.rule_index].rule
                 stats.alerts += 1
                 stats.alerts_by_rule[(rule.name, rule.severity)] += 1
@@ -475,6 +482,13 @@ def hunt(
                 if on_progress is not None:
                     stats.seconds = time.perf_counter() - began
                     on_progress(stats)
+        for rule_index, alert in suppression.release():
+            rule = compiled[rule_index].rule
+            stats.alerts += 1
+            stats.alerts_by_rule[(rule.name, rule.severity)] += 1
+            yield alert
+        for rule_index, count in suppression.suppressed.items():
+            stats.suppressed_by_rule[compiled[rule_index].rule.name] += count
     finally:
         results.close()
         stats.seconds = time.perf_counter() - began

@@ -337,7 +337,7 @@ class Suppressor:
             return (self._create_plain(run, alert, base_uuid),)
         decisions = []
         for terms in groups:
-            uuid = base_uuid if len(groups) == 1 and not self.settings.per_value else _term_uuid(base_uuid, terms)
+            uuid = group_alert_uuid(base_uuid, terms, self.settings, len(groups))
             decisions.append(self._offer_group(run, alert, uuid, terms, event_time))
         return tuple(decisions)
 
@@ -457,6 +457,10 @@ class Suppressor:
         return suppressor
 
 
-def _term_uuid(base_uuid: str, terms: list[Term]) -> str:
-    """The id of one per-value group's alert: Kibana's custom-query suppression hashes the terms into the id."""
+def group_alert_uuid(base_uuid: str, terms: list[Term], settings: SuppressionSettings, group_count: int) -> str:
+    """The id of the alert an event makes in one of its ``group_count`` groups: the plain alert id, except for
+    per-value rule types, whose custom-query suppression hashes the terms into the id (an event can open several
+    groups)."""
+    if group_count == 1 and not settings.per_value:
+        return base_uuid
     return hashlib.sha256(base_uuid.encode() + b"\x00" + _canonical(terms)).hexdigest()

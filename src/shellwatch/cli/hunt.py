@@ -128,6 +128,12 @@ def _print_summary(console: Console, stats: HuntStats, rule_count: int) -> None:
             Text(f"{sum(stats.excluded_by_rule.values()):,} matches silenced by exceptions: {silenced}"),
             soft_wrap=True,
         )
+    if stats.suppressed_by_rule:
+        folded = ", ".join(f"{safe_text(name)} {count:,}" for name, count in stats.suppressed_by_rule.most_common())
+        console.print(
+            Text(f"{sum(stats.suppressed_by_rule.values()):,} matches folded into suppressed alerts: {folded}"),
+            soft_wrap=True,
+        )
     if stats.problems:
         reasons = stats.problem_reasons()
         console.print(Text(f"{len(stats.problems)} parts of the input skipped:"), soft_wrap=True)

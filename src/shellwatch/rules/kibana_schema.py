@@ -157,7 +157,45 @@ def _metadata(fields: Mapping[str, Any], status: str | None) -> dict[str, Any]:
         "timestamp_override": _optional_str(fields, "timestamp_override"),
         "building_block_type": _optional_str(fields, "building_block_type"),
         "status": status,
+        "filters": _mappings(fields, "filters"),
+        "alert_suppression": _optional_mapping(fields, "alert_suppression"),
+        "new_terms_fields": _new_terms_fields(fields),
+        "history_window_start": _history_window_start(fields),
+        "threshold": _optional_mapping(fields, "threshold"),
     }
+
+
+def _optional_mapping(fields: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise RuleError(f"{key} must be an object, not {_kind(value)}")
+    return value
+
+
+def _new_terms_fields(fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """Kibana's ``new_terms_fields``; detection-rules TOML writes it ``[rule.new_terms] field = "new_terms_fields"
+    value = [...]``."""
+    if "new_terms_fields" in fields:
+        return _str_tuple(fields, "new_terms_fields")
+    new_terms = fields.get("new_terms")
+    if isinstance(new_terms, Mapping) and new_terms.get("field") == "new_terms_fields":
+        return _str_tuple(new_terms, "value")
+    return ()
+
+
+def _history_window_start(fields: Mapping[str, Any]) -> str | None:
+    """Kibana's ``history_window_start``; detection-rules TOML writes it as
+    ``[[rule.new_terms.history_window_start]] field = "history_window_start" value = "now-7d"``."""
+    if "history_window_start" in fields:
+        return _optional_str(fields, "history_window_start")
+    new_terms = fields.get("new_terms")
+    if isinstance(new_terms, Mapping):
+        for entry in new_terms.get("history_window_start") or ():
+            if isinstance(entry, Mapping) and entry.get("field") == "history_window_start":
+                return _optional_str(entry, "value")
+    return None
 
 
 def _str(fields: Mapping[str, Any], key: str) -> str:

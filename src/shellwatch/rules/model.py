@@ -121,6 +121,16 @@ class Rule:
     """Sigma status (stable, test, experimental, ...) or Elastic maturity."""
     logsource: Mapping[str, str] = field(default_factory=dict)
     """Sigma logsource (product, category, service); empty for Elastic rules."""
+    filters: tuple[Mapping[str, Any], ...] = ()
+    """Kibana filters beside the query (``meta.negate``, ``query`` DSL), as written; already part of ``ir``."""
+    alert_suppression: Mapping[str, Any] | None = None
+    """Kibana's ``alert_suppression`` object as written (group_by, duration, missing_fields_strategy)."""
+    new_terms_fields: tuple[str, ...] = ()
+    """new_terms rules: the fields whose value combination must be new."""
+    history_window_start: str | None = None
+    """new_terms rules: date math (``now-7d``) where the history a combination must be new in begins."""
+    threshold: Mapping[str, Any] | None = None
+    """threshold rules: Kibana's ``threshold`` object as written (field, value, cardinality)."""
 
     def __post_init__(self) -> None:
         if not self.rule_id:
@@ -137,6 +147,25 @@ class Rule:
             raise RuleError(f"from {self.from_!r} is not date math like now-9m")
         if self.max_signals < 1:
             raise RuleError(f"max_signals {self.max_signals} must be at least 1")
+        if self.type == "new_terms":
+            if not self.new_terms_fields:
+                raise RuleError("a new_terms rule needs new_terms_fields")
+            if self.history_window_start is None or not _DATE_MATH_FROM.match(self.history_window_start):
+                raise RuleError(
+                    f"history_window_start {self.history_window_start!r} is not date math like now-7d"
+                )
+        if self.type == "threshold" and self.threshold is None:
+            raise RuleError("a threshold rule needs a threshold")
+        if self.alert_suppression is not None:
+            # Imported here: the suppression module reads rules, and the model must stay importable on its own.
+            from shellwatch.alerts.suppression import SuppressionError, suppression_settings
+
+            try:
+                suppression_settings(
+                    {"type": self.type, "alert_suppression": self.alert_suppression, "threshold": self.threshold}
+                )
+            except SuppressionError as exc:
+                raise RuleError(str(exc)) from None
 
     @property
     def tactic_ids(self) -> tuple[str, ...]:
