@@ -217,7 +217,12 @@ logsource:
 """
     assert (_one(correlation).status, _one(correlation).reason) == ("unsupported", "Sigma correlation rule")
     assert _one(correlation).rule_id == "0e95725d-7320-415d-80f7-004da920fc11"
-    assert (_one(filter_rule).status, _one(filter_rule).reason) == ("unsupported", "Sigma filter (meta rule)")
+    # A filter is not a rule: it loads ok, with no rule of its own, and is applied to the rules it names.
+    assert (_one(filter_rule).status, _one(filter_rule).language, _one(filter_rule).rule) == (
+        "ok",
+        "sigma-filter",
+        None,
+    )
 
 
 MULTI = """

@@ -62,13 +62,14 @@ def eql_query_rule(query: str) -> Rule:
 
 def sigma_file_rules(path: Path) -> LoadResult:
     """The rules of a Sigma file, whatever its extension."""
+    from shellwatch.rules.loader import with_sigma_filters
     from shellwatch.rules.sigma_yaml import load_sigma_yaml
 
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"{safe_text(path)}: cannot read: {safe_text(exc)}") from None
-    return LoadResult.of(load_sigma_yaml(text, str(path)))
+    return with_sigma_filters(load_sigma_yaml(text, str(path)))
 
 
 def compile_rules(rules: Sequence[Rule]) -> list[RunnableRule]:

@@ -46,6 +46,11 @@ def report_not_loaded(result: LoadResult) -> None:
         click.echo(f"shellwatch: error: {safe_text(outcome.where)}: {safe_text(outcome.reason)}", err=True)
     if len(errors) > MAX_LISTED_ERRORS:
         click.echo(f"shellwatch: ... and {len(errors) - MAX_LISTED_ERRORS} more rule errors", err=True)
+    # Imported here: the filter report is needed only once rules have loaded.
+    from shellwatch.rules.sigma_filters import sigma_filter_report
+
+    for warning in sigma_filter_report(result).warnings:
+        click.echo(f"shellwatch: warning: {safe_text(warning)}", err=True)
     unsupported = result.unsupported
     if unsupported:
         features = Counter(outcome.reason.split(":")[0] for outcome in unsupported)

@@ -1,4 +1,5 @@
-"""``shellwatch rules list``: a table of the rules that load, one row per rule."""
+"""``shellwatch rules list``: a table of the rules that load, one row per rule; then how many Sigma filters the load
+applied (and, on stderr, filters that filtered nothing)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from shellwatch.cli.display import cell, make_console
+from shellwatch.cli.display import cell, make_console, safe_text
 from shellwatch.cli.rule_selection import load_selected_rules, rules_option
 from shellwatch.rules.loader import bundled_pack_path
 from shellwatch.rules.model import Rule
+from shellwatch.rules.sigma_filters import sigma_filter_report
 
 
 def _type_label(rule: Rule) -> str:
@@ -62,3 +64,9 @@ def list_rules(rule_paths: Sequence[Path]) -> None:
     console = make_console()
     console.print(table)
     console.print(cell(f"{len(result.rules)} rules"))
+    report = sigma_filter_report(result)
+    if report.applications:
+        filtered = {rule_id for application in report.applications for rule_id in application.rule_ids}
+        console.print(cell(f"{len(report.applications)} Sigma filters, applied to {len(filtered)} rules"))
+    for warning in report.warnings:
+        click.echo(f"shellwatch: warning: {safe_text(warning)}", err=True)

@@ -1,5 +1,5 @@
-"""``shellwatch rules show RULE``: one rule's metadata, ATT&CK mapping, investigation guide and compiled
-query."""
+"""``shellwatch rules show RULE``: one rule's metadata, ATT&CK mapping, investigation guide, exceptions, the Sigma
+filters applied to it, and its compiled query."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from shellwatch.cli.rule_selection import load_selected_rules, rules_option
 from shellwatch.cli.rules_list import source_label
 from shellwatch.query.render import render_ir
 from shellwatch.rules.model import Rule
+from shellwatch.rules.sigma_filters import SigmaFilter, sigma_filter_report
 
 
 def find_rules(rules: Sequence[Rule], wanted: str) -> list[Rule]:
@@ -77,6 +78,15 @@ def _attack_text(rule: Rule) -> Text:
     return text
 
 
+def _filter_lines(sigma_filter: SigmaFilter) -> list[str]:
+    """One applied filter: its title and id (when it has one), then where it is and its condition (its detection
+    is part of the compiled query below)."""
+    heading = (
+        sigma_filter.title if sigma_filter.filter_id is None else f"{sigma_filter.title}  ({sigma_filter.filter_id})"
+    )
+    return [heading, f"  {sigma_filter.where}", f"  condition: {sigma_filter.detection.get('condition')}"]
+
+
 def _heading(title: str) -> Text:
     return Text(f"\n{title}", style="bold underline")
 
@@ -99,7 +109,8 @@ def show_rule(
     value_lists: Sequence[str],
 ) -> None:
     """Show RULE (a rule_id, an id prefix, or part of a name): metadata, ATT&CK, guide, compiled query."""
-    rules = load_selected_rules(rule_paths).rules
+    result = load_selected_rules(rule_paths)
+    rules = result.rules
     found = find_rules(rules, rule_ref)
     if not found:
         raise click.ClickException(f"no rule matches {safe_text(rule_ref)!r}")
@@ -132,6 +143,12 @@ def show_rule(
             ]
         for line in lines:
             console.print(cell(line, keep_newlines=False))
+    applied = sigma_filter_report(result).for_rule(rule.rule_id)
+    if applied:
+        console.print(_heading("Sigma filters"))
+        for sigma_filter in applied:
+            for line in _filter_lines(sigma_filter):
+                console.print(cell(line, keep_newlines=False))
     console.print(_heading("Query"))
     console.print(cell(rule.query.strip("\n"), keep_newlines=True))
     console.print(_heading("Compiled (IR)"))

@@ -8,6 +8,11 @@ extensions (READMEs, licenses); a file named explicitly must have one of these e
 Loading goes through the compiled-rule cache (:mod:`shellwatch.rules.cache`): a file whose bytes were loaded
 before by the same code is not parsed again, and the parsers (pySigma, eql) are not even imported. Files that
 must be parsed are spread over worker processes when there are many of them.
+
+Sigma filters (:mod:`shellwatch.rules.sigma_filters`) found among the files are applied by :func:`load_rules`
+after the cache, to the rules of the same load: a filter changes a rule according to the other files of the
+load, which the cache of a rule file cannot know. Their files are read again (filters are few) and the result is
+a :class:`~shellwatch.rules.sigma_filters.FilteredLoadResult` that says what each filter did.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from importlib import resources
 from pathlib import Path
 
 from shellwatch.rules.cache import RuleCache, cache_directory, collector_paused, decode_outcomes, encode_outcomes
+from shellwatch.rules.model import Rule
 from shellwatch.rules.outcome import LoadOutcome, LoadResult
+from shellwatch.rules.sigma_filters import FILTER_LANGUAGE, FilterSlot, apply_sigma_filters
 
 MAX_RULE_FILE_BYTES = 64 * 1024 * 1024
 """Larger files are refused: no real rule file or export comes near it, and a file is read whole."""
@@ -217,7 +224,8 @@ def load_rule_file(path: str | Path, *, cache: bool = True) -> list[LoadOutcome]
     """The outcomes of one rule file (never raises for bad content or an unreadable file).
 
     With ``cache`` (the default) the outcomes come from the compiled-rule cache when the file's bytes were
-    loaded before, and are stored there otherwise.
+    loaded before, and are stored there otherwise. Sigma filters in the file are checked, not applied: that is
+    :func:`load_rules`'s work, which sees every rule of the load.
     """
     read = _read(str(Path(path)))
     rule_cache = _shared_cache() if cache else None
@@ -259,7 +267,7 @@ def load_rules(paths: Iterable[str | Path], *, jobs: int | None = None, cache: b
     Files found in the compiled-rule cache (unless ``cache`` is False) are not parsed. When at least
     :data:`PARALLEL_FROM_FILES` files are left to parse, they are parsed in ``jobs`` worker processes (default:
     every core this process may use; parsing is CPU-bound, ~9 ms per EQL query, ~4 ms per Sigma rule). Outcomes
-    keep file order either way.
+    keep file order either way. Sigma filters among the files are then applied (:func:`with_sigma_filters`).
     """
     files = _rule_file_names(paths)
     rule_cache = _shared_cache() if cache else None
@@ -280,7 +288,69 @@ def load_rules(paths: Iterable[str | Path], *, jobs: int | None = None, cache: b
     if rule_cache is not None and rule_cache.written:
         rule_cache.prune()
         rule_cache.written = 0
-    return LoadResult.of(outcome for batch in batches if batch is not None for outcome in batch)
+    return with_sigma_filters([outcome for batch in batches if batch is not None for outcome in batch])
+
+
+def with_sigma_filters(outcomes: list[LoadOutcome]) -> LoadResult:
+    """The outcomes of a load, with the Sigma filters among them applied to the rules they name.
+
+    Each file holding a filter is read again and its filters parsed (never from the cache); a filter document
+    that cannot be read again as it was becomes an error.
+    """
+    positions = [
+        (outcome.path, outcome.index or 0)
+        for outcome in outcomes
+        if outcome.language == FILTER_LANGUAGE and outcome.status == "ok"
+    ]
+    if not positions:
+        return LoadResult.of(outcomes)
+    # Imported here: reading filter files needs pySigma, which a load without filters never imports.
+    from shellwatch.rules.sigma_yaml import sigma_filters_in
+
+    slots: dict[tuple[str, int], FilterSlot] = {}
+    for path in dict.fromkeys(path for path, _ in positions):
+        text = _text_of(path)
+        if text is not None:
+            slots.update(((path, index), slot) for index, slot in sigma_filters_in(text, path).items())
+    for path, index in positions:
+        if (path, index) not in slots:
+            slots[path, index] = LoadOutcome(
+                path=path,
+                status="error",
+                reason="Sigma filter: the file changed or became unreadable while it was loaded",
+                index=index,
+                language=FILTER_LANGUAGE,
+            )
+    return apply_sigma_filters(outcomes, slots, _SigmaNames())
+
+
+def _text_of(path: str) -> str | None:
+    read = _read(path)
+    if read.failed is not None:
+        return None
+    try:
+        return read.content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+
+
+class _SigmaNames:
+    """The Sigma ``name`` attribute of loaded rules, read from their files on demand (the rule model does not
+    keep it); each file is read once."""
+
+    def __init__(self) -> None:
+        self._by_file: dict[str, dict[int, str]] = {}
+
+    def __call__(self, rule: Rule) -> str | None:
+        path = rule.source.path
+        names = self._by_file.get(path)
+        if names is None:
+            from shellwatch.rules.sigma_yaml import sigma_rule_names
+
+            text = _text_of(path)
+            names = sigma_rule_names(text) if text is not None else {}
+            self._by_file[path] = names
+        return names.get(rule.source.index)
 
 
 def _parse_in_pool(

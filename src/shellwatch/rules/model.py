@@ -151,9 +151,7 @@ class Rule:
             if not self.new_terms_fields:
                 raise RuleError("a new_terms rule needs new_terms_fields")
             if self.history_window_start is None or not _DATE_MATH_FROM.match(self.history_window_start):
-                raise RuleError(
-                    f"history_window_start {self.history_window_start!r} is not date math like now-7d"
-                )
+                raise RuleError(f"history_window_start {self.history_window_start!r} is not date math like now-7d")
         if self.type == "threshold" and self.threshold is None:
             raise RuleError("a threshold rule needs a threshold")
         if self.alert_suppression is not None:

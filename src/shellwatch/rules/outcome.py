@@ -34,7 +34,8 @@ class LoadOutcome:
     name: str | None = None
     language: str | None = None
     rule: Rule | None = None
-    """The loaded rule; set exactly when ``status`` is ok."""
+    """The loaded rule; set when ``status`` is ok, except for a Sigma filter (``language`` "sigma-filter"), which
+    is no rule of its own: it changes the rules it names."""
 
     @property
     def where(self) -> str:

@@ -21,18 +21,22 @@ Metadata mapping to the Kibana-shaped :class:`~shellwatch.rules.model.Rule`:
   (category, product, service) kept; query = the ``detection`` section dumped as YAML.
 * interval / from / max_signals are Kibana's defaults (5m, now-6m, 100); version 1.
 
-Sigma correlation rules and filters (meta rules) are reported unsupported. A rule whose logsource the field
-mapping only partly supports still loads (status ok) with the reason noted, because its fields may still match
-events that carry them; a rule the query front end cannot map at all is unsupported with its reason.
+Sigma correlation rules are reported unsupported. A Sigma filter (meta rule, ``filter:`` instead of
+``detection:``; :mod:`shellwatch.rules.sigma_filters`) is checked here and gets an ok outcome without a rule
+(language ``sigma-filter``) or an error naming its line; :func:`~shellwatch.rules.loader.load_rules` reads it again
+with :func:`sigma_filters_in` and applies it to the rules of the load. A rule whose logsource the field mapping only
+partly supports still loads (status ok) with the reason noted, because its fields may still match events that
+carry them; a rule the query front end cannot map at all is unsupported with its reason.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from sigma.collection import deep_dict_update
@@ -48,6 +52,7 @@ from shellwatch.query.sigma import logsource_support, sigma_rule_to_ir
 from shellwatch.rules.attack import threat_from_sigma_tags
 from shellwatch.rules.model import SIGMA_LEVEL_SEVERITY, Rule, RuleError, RuleSource
 from shellwatch.rules.outcome import LoadOutcome
+from shellwatch.rules.sigma_filters import FILTER_LANGUAGE, FilterError, SigmaFilter, parse_sigma_filter
 from shellwatch.rules.yaml_limits import yaml_problem
 
 SIGMA_RULE_ID_NAMESPACE = uuid.UUID("c3ebb530-12de-4a2a-a4ee-52d91077f7bf")
@@ -64,45 +69,50 @@ def derived_rule_id(document: Mapping[str, Any]) -> str:
     return str(uuid.uuid5(SIGMA_RULE_ID_NAMESPACE, canonical))
 
 
-def load_sigma_yaml(text: str, path: str) -> list[LoadOutcome]:
-    """An outcome for every rule (or broken document) in a Sigma YAML file; ``path`` names it in messages."""
+DocumentKind = Literal["rule", "correlation", "filter", "not-a-mapping", "unknown-action"]
+
+
+def _read_documents(text: str, path: str) -> list[Any] | LoadOutcome:
+    """The file's YAML documents, or the error outcome that says why they cannot be read."""
     problem = yaml_problem(text)
     if problem is not None:
-        return [LoadOutcome(path=path, status="error", reason=f"refused YAML: {problem}")]
+        return LoadOutcome(path=path, status="error", reason=f"refused YAML: {problem}")
     try:
-        documents = list(yaml.load_all(text, Loader=SigmaYAMLLoader))
+        return list(yaml.load_all(text, Loader=SigmaYAMLLoader))
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         # ValueError: a scalar YAML resolves but cannot build (``date: 2020-13-45``); RecursionError: absurd nesting.
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        return [
-            LoadOutcome(
-                path=path,
-                status="error",
-                reason=f"invalid YAML: {problem}",
-                line=mark.line + 1 if mark is not None else None,
-            )
-        ]
+        return LoadOutcome(
+            path=path,
+            status="error",
+            reason=f"invalid YAML: {problem}",
+            line=mark.line + 1 if mark is not None else None,
+        )
 
-    outcomes: list[LoadOutcome] = []
+
+def _sigma_documents(documents: list[Any]) -> Iterator[tuple[int, DocumentKind, Any]]:
+    """(index, kind, document) of every document that is a rule, meta rule or fault; rules come merged with the
+    global template (or the previous rule, for ``action: repeat``), as pySigma's ``SigmaCollection.from_dicts``
+    merges them. Filters and correlations are never merged (pySigma does not merge them either)."""
     global_rule: dict[str, Any] = {}
     previous_rule: dict[str, Any] = {}
     for index, document in enumerate(documents):
         if document is None:  # an empty document, e.g. after a trailing '---'
             continue
         if not isinstance(document, dict):
-            outcomes.append(_error(path, index, "a Sigma document must be a YAML mapping", document))
+            yield index, "not-a-mapping", document
             continue
         action = document.get("action")
         if action is None:
             if "correlation" in document:
-                outcomes.append(_unsupported(path, index, "Sigma correlation rule", document))
+                yield index, "correlation", document
             elif "filter" in document:
-                outcomes.append(_unsupported(path, index, "Sigma filter (meta rule)", document))
+                yield index, "filter", document
             else:
                 merged = deep_dict_update(document, global_rule)
                 previous_rule = merged
-                outcomes.append(_rule_outcome(merged, path, index))
+                yield index, "rule", merged
         elif action == "global":
             del document["action"]
             global_rule = document
@@ -111,12 +121,133 @@ def load_sigma_yaml(text: str, path: str) -> list[LoadOutcome]:
             global_rule = {}
         elif action == "repeat":
             previous_rule = deep_dict_update(previous_rule, document)
-            outcomes.append(_rule_outcome(previous_rule, path, index))
+            yield index, "rule", previous_rule
         else:
-            outcomes.append(_error(path, index, f"unknown Sigma collection action {action!r}", document))
+            yield index, "unknown-action", document
+
+
+def load_sigma_yaml(text: str, path: str) -> list[LoadOutcome]:
+    """An outcome for every rule (or broken document) in a Sigma YAML file; ``path`` names it in messages."""
+    documents = _read_documents(text, path)
+    if isinstance(documents, LoadOutcome):
+        return [documents]
+    outcomes: list[LoadOutcome] = []
+    lines: list[dict[str, int]] | None = None
+    for index, kind, document in _sigma_documents(documents):
+        if kind == "rule":
+            outcomes.append(_rule_outcome(document, path, index))
+        elif kind == "filter":
+            if lines is None:
+                lines = document_lines(text)
+            outcomes.append(_filter_outcome(document, path, index, lines[index] if index < len(lines) else {}))
+        elif kind == "correlation":
+            outcomes.append(_unsupported(path, index, "Sigma correlation rule", document))
+        elif kind == "not-a-mapping":
+            outcomes.append(_error(path, index, "a Sigma document must be a YAML mapping", document))
+        else:
+            outcomes.append(
+                _error(path, index, f"unknown Sigma collection action {document.get('action')!r}", document)
+            )
     if not outcomes:
         outcomes.append(LoadOutcome(path=path, status="error", reason="no Sigma rule in the file"))
     return outcomes
+
+
+def sigma_filters_in(text: str, path: str) -> dict[int, SigmaFilter | LoadOutcome]:
+    """The file's Sigma filters by document index, each a filter or the outcome that says why it is not one."""
+    documents = _read_documents(text, path)
+    if isinstance(documents, LoadOutcome):
+        return {}
+    found: dict[int, SigmaFilter | LoadOutcome] = {}
+    lines: list[dict[str, int]] | None = None
+    for index, kind, document in _sigma_documents(documents):
+        if kind != "filter":
+            continue
+        if lines is None:
+            lines = document_lines(text)
+        where = lines[index] if index < len(lines) else {}
+        try:
+            found[index] = parse_sigma_filter(document, path=path, index=index, lines=where)
+        except FilterError as exc:
+            found[index] = _filter_problem(document, path, index, exc, where)
+    return found
+
+
+_NAME_KEY = re.compile(r"""^\s*["']?name["']?\s*:""", re.MULTILINE)
+
+
+def sigma_rule_names(text: str) -> dict[int, str]:
+    """The Sigma ``name`` attribute of each rule of a file, by document index (rules without one left out).
+
+    Filters may name rules by it (pySigma resolves a reference that is no UUID against rule names). A file
+    where no line starts with a ``name`` key is not parsed.
+    """
+    if _NAME_KEY.search(text) is None:
+        return {}
+    documents = _read_documents(text, "")
+    if isinstance(documents, LoadOutcome):
+        return {}
+    return {
+        index: document["name"]
+        for index, kind, document in _sigma_documents(documents)
+        if kind == "rule" and isinstance(document.get("name"), str)
+    }
+
+
+def document_lines(text: str) -> list[dict[str, int]]:
+    """Per YAML document: 1-based lines of the document (key ``""``), of its top-level keys, and of the keys of
+    its ``filter`` section (``filter.<key>``). Only read for files holding a filter, to place its errors."""
+    found: list[dict[str, int]] = []
+    try:
+        nodes = list(yaml.compose_all(text, Loader=SigmaYAMLLoader))
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return found
+    for node in nodes:
+        lines: dict[str, int] = {"": node.start_mark.line + 1} if node is not None else {}
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    continue
+                lines.setdefault(str(key.value), key.start_mark.line + 1)
+                if key.value == "filter" and isinstance(value, yaml.MappingNode):
+                    for inner, _ in value.value:
+                        if isinstance(inner, yaml.ScalarNode):
+                            lines.setdefault(f"filter.{inner.value}", inner.start_mark.line + 1)
+        found.append(lines)
+    return found
+
+
+def _filter_outcome(document: dict[str, Any], path: str, index: int, lines: Mapping[str, int]) -> LoadOutcome:
+    try:
+        sigma_filter = parse_sigma_filter(document, path=path, index=index, lines=lines)
+    except FilterError as exc:
+        return _filter_problem(document, path, index, exc, lines)
+    return LoadOutcome(
+        path=path,
+        status="ok",
+        reason="Sigma filter (meta rule): applied to the rules it names when loaded with them",
+        index=index,
+        line=sigma_filter.line,
+        rule_id=sigma_filter.filter_id,
+        name=sigma_filter.title,
+        language=FILTER_LANGUAGE,
+    )
+
+
+def _filter_problem(
+    document: dict[str, Any], path: str, index: int, exc: FilterError, lines: Mapping[str, int]
+) -> LoadOutcome:
+    filter_id = document.get("id")
+    return LoadOutcome(
+        path=path,
+        status="unsupported" if exc.unsupported else "error",
+        reason=str(exc) if str(exc).startswith("Sigma filter") else f"Sigma filter: {exc}",
+        index=index,
+        line=exc.line if exc.line is not None else lines.get(""),
+        rule_id=str(filter_id) if filter_id is not None else None,
+        name=_title(document),
+        language=FILTER_LANGUAGE,
+    )
 
 
 def _rule_outcome(document: dict[str, Any], path: str, index: int) -> LoadOutcome:
