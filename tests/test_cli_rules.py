@@ -32,11 +32,11 @@ def run(*args: str) -> Result:
 
 @pytest.fixture
 def mixed_folder(tmp_path: Path) -> Path:
-    """An ok Sigma rule, an unsupported KQL rule and a broken TOML file."""
+    """An ok Sigma rule, an unsupported ES|QL rule and a broken TOML file."""
     (tmp_path / "ok.yml").write_text(SIGMA.format(title="Shell from w3wp"), encoding="utf-8")
-    (tmp_path / "kql.toml").write_text(
-        '[rule]\nrule_id = "k1"\nname = "KQL"\ndescription = "d"\ntype = "query"\nlanguage = "kuery"\n'
-        'risk_score = 21\nseverity = "low"\nquery = "process.name: cmd.exe"\n',
+    (tmp_path / "esql.toml").write_text(
+        '[rule]\nrule_id = "k1"\nname = "ESQL"\ndescription = "d"\ntype = "esql"\nlanguage = "esql"\n'
+        'risk_score = 21\nseverity = "low"\nquery = "from logs-* | where process.name == \\"cmd.exe\\""\n',
         encoding="utf-8",
     )
     (tmp_path / "broken.toml").write_text('[rule]\nname = "x"\nseverity = = 1\n', encoding="utf-8")
@@ -63,7 +63,7 @@ def test_list_reports_what_did_not_load_on_stderr(mixed_folder: Path) -> None:
     assert result.exit_code == 0
     assert "1 rules" in result.stdout
     assert f"{mixed_folder / 'broken.toml'}:3: invalid TOML" in result.stderr
-    assert "1 rules use features shellwatch does not run yet: rule type 'query'" in result.stderr
+    assert "1 rules use features shellwatch does not run yet: rule type 'esql'" in result.stderr
 
 
 @pytest.mark.parametrize("ref", ["2917d495-59bd-4250-b395-c29409b76086", "2917", "script process child"])
@@ -112,7 +112,7 @@ def test_validate_text_lists_every_rule_and_fails_on_errors(mixed_folder: Path) 
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert lines[0].startswith("error") and "broken.toml:3" in lines[0] and "invalid TOML" in lines[0]
-    assert lines[1].startswith("unsupported") and "rule type 'query' (language 'kuery')" in lines[1]
+    assert lines[1].startswith("unsupported") and "rule type 'esql'" in lines[1]
     assert lines[2].startswith("ok") and "Shell from w3wp" in lines[2]
     assert "3 rules: 1 ok, 1 unsupported, 1 error" in result.stdout
 
@@ -129,11 +129,11 @@ def test_validate_json_prints_only_json_records(mixed_folder: Path) -> None:
     assert [set(r) for r in records] == [{"path", "rule_id", "name", "language", "status", "reason"}] * 3
     assert [(Path(r["path"]).name, r["status"]) for r in records] == [
         ("broken.toml", "error"),
-        ("kql.toml", "unsupported"),
+        ("esql.toml", "unsupported"),
         ("ok.yml", "ok"),
     ]
     assert records[0]["reason"].startswith("line 3: invalid TOML")
-    assert records[1]["rule_id"] == "k1" and records[1]["language"] == "kuery"
+    assert records[1]["rule_id"] == "k1" and records[1]["language"] == "esql"
     assert "3 rules: 1 ok, 1 unsupported, 1 error" in result.stderr
 
 

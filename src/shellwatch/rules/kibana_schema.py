@@ -3,8 +3,11 @@
 Elastic's detection-rules TOML (its ``[rule]`` table) and Kibana's rule JSON / saved-objects export use the
 same field names, so both loaders hand their rule mapping to :func:`outcome_from_kibana_fields`. It checks the
 fields Kibana requires and their types, then compiles the query: EQL through
-:func:`shellwatch.query.eql.parse_eql`; every other rule type (query/KQL, new_terms, esql, threshold,
-machine_learning, threat_match) is reported as unsupported with its type and language named.
+:func:`shellwatch.query.eql.parse_eql`; the query of ``query``, ``new_terms`` and ``threshold`` rules through
+:func:`shellwatch.query.kql.parse_kql` (language ``kuery``, Kibana's default) or
+:func:`shellwatch.query.lucene.parse_lucene` (``lucene``, its plain subset). The rule's Kibana ``filters``
+(:mod:`shellwatch.query.kibana_filters`) are joined to the query with AND, as Kibana's search does. Every other
+rule type (esql, machine_learning, threat_match) is reported as unsupported with its type and language named.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from shellwatch.query.errors import QueryError, UnsupportedQuery
-from shellwatch.query.ir import FALSE, And, Case, Equals, Node
+from shellwatch.query.ir import FALSE, TRUE, And, Case, Equals, Node
 from shellwatch.rules.attack import technique_reference
 from shellwatch.rules.model import AttackEntry, Rule, RuleError, RuleSource, Technique, Threat
 from shellwatch.rules.outcome import LoadOutcome, Status
@@ -66,35 +69,81 @@ def outcome_from_kibana_fields(
         return error(str(exc))
 
     rule_type = metadata["type"]
-    if rule_type != "eql":
+    if rule_type in QUERY_RULE_TYPES:
+        compiled = _compile_query_rule(rule_type, language, metadata["query"])
+    elif rule_type == "eql":
+        compiled = _compile_eql_rule(fields, language, metadata["query"])
+    else:
         detail = f"rule type {rule_type!r}"
         if language and language != rule_type:
             detail += f" (language {language!r})"
         return unsupported(detail)
+    if isinstance(compiled, LoadOutcome):
+        return outcome(compiled.status, compiled.reason)
+    from shellwatch.query.kibana_filters import compile_filters
+
+    try:
+        filters = compile_filters(metadata["filters"])
+    except UnsupportedQuery as exc:
+        return unsupported(str(exc))
+    except QueryError as exc:
+        return error(str(exc))
+    ir = compiled if filters == TRUE else And((compiled, filters))
+    rule = Rule(ir=ir, source=source, **metadata)
+    return outcome("ok", rule=rule)
+
+
+QUERY_RULE_TYPES = ("query", "new_terms", "threshold")
+"""Rule types whose events are found by a KQL or Lucene query (new_terms and threshold then group them)."""
+
+
+def _failed(status: Status, reason: str) -> LoadOutcome:
+    """A compile failure, carried back to :func:`outcome_from_kibana_fields`, which fills in the rule's names."""
+    return LoadOutcome(path="", status=status, reason=reason)
+
+
+def _compile_query_rule(rule_type: str, language: str | None, query: str) -> Node | LoadOutcome:
+    """The IR of a query / new_terms / threshold rule's query: KQL (Kibana's default language) or plain Lucene."""
+    if language in (None, "kuery"):
+        from shellwatch.query.kql import parse_kql
+
+        parse = parse_kql
+    elif language == "lucene":
+        from shellwatch.query.lucene import parse_lucene
+
+        parse = parse_lucene
+    else:
+        return _failed("unsupported", f"rule type {rule_type!r} (language {language!r})")
+    try:
+        return parse(query)
+    except UnsupportedQuery as exc:
+        return _failed("unsupported", str(exc))
+    except QueryError as exc:
+        return _failed("error", f"query: {exc}")
+
+
+def _compile_eql_rule(fields: Mapping[str, Any], language: str | None, query: str) -> Node | LoadOutcome:
     if language not in (None, "eql"):
-        return error(f"an eql rule has language {language!r}")
-    if fields.get("filters"):
-        return unsupported("filters (Kibana query DSL filters beside the EQL query)")
+        return _failed("error", f"an eql rule has language {language!r}")
     category_field = fields.get("event_category_override")
     if category_field is not None and not isinstance(category_field, str):
-        return error("event_category_override must be a string")
+        return _failed("error", "event_category_override must be a string")
 
     # The query front end is imported here, not at module load, so listing or showing metadata stays cheap.
     from shellwatch.query.eql import parse_eql
 
     try:
-        ir = parse_eql(metadata["query"])
+        ir = parse_eql(query)
     except UnsupportedQuery as exc:
-        return unsupported(str(exc))
+        return _failed("unsupported", str(exc))
     except QueryError as exc:
-        return error(f"query: {exc}")
+        return _failed("error", f"query: {exc}")
     if category_field:
-        overridden = with_category_field(ir, metadata["query"], category_field)
+        overridden = with_category_field(ir, query, category_field)
         if overridden is None:
-            return unsupported(f"event_category_override ({category_field!r}) on this query")
+            return _failed("unsupported", f"event_category_override ({category_field!r}) on this query")
         ir = overridden
-    rule = Rule(ir=ir, source=source, **metadata)
-    return outcome("ok", rule=rule)
+    return ir
 
 
 def with_category_field(ir: Node, query: str, category_field: str) -> Node | None:
