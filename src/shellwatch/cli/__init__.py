@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "eval": "shellwatch.cli.evaluate:eval_command",
     "hunt": "shellwatch.cli.hunt:hunt_command",
     "backtest": "shellwatch.cli.backtest:backtest_command",
+    "watch": "shellwatch.cli.watch:watch_command",
 }
 """Command name -> ``"module:attribute"`` of its click command."""
 
