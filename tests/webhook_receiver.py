@@ -87,6 +87,11 @@ class WebhookReceiver:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/hook"
 
     @property
+    def running(self) -> bool:
+        """Whether the receiver is up (listening)."""
+        return self._server is not None
+
+    @property
     def key_counts(self) -> Counter[str]:
         """Times each Idempotency-Key arrived, retries included."""
         with self.lock:

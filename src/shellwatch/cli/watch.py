@@ -1,6 +1,7 @@
 """``shellwatch watch``: live detection over growing logs, with crash-safe state (see docs/watch.md).
 
-Alerts go to the sinks (``-o FILE``: an NDJSON file; without one, ``alerts.ndjson`` in the state folder); notices,
+Alerts go to the sinks (``-o FILE``: an NDJSON file; ``--webhook URL``: batches POSTed, spooled while the receiver
+is away; with neither, ``alerts.ndjson`` in the state folder); notices,
 problems and one line per rule run that created or dropped alerts go to stderr. Ctrl-C (SIGINT) or SIGTERM stops
 after the current step, with the state committed and the sinks closed; the exit status is then 0. Exit status 2:
 usage errors, no rule loaded, or a state folder that cannot be used.
@@ -8,10 +9,11 @@ usage errors, no rule loaded, or a state folder that cannot be used.
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -53,10 +55,41 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(number, old)
 
 
-def build_sinks(outputs: Sequence[Path], state_dir: Path) -> list[AlertSink]:
-    """The sinks the options name (an NDJSON file per ``-o``); the state folder's alert file when none."""
-    paths = list(outputs) or [state_dir / DEFAULT_ALERT_FILE]
-    return [NdjsonFileSink(path) for path in paths]
+def webhook_spool_dir(state_dir: Path, url: str) -> Path:
+    """The spool folder of one webhook: under the state folder, one per URL, so that batches spooled for one
+    receiver are never sent to another."""
+    return state_dir / "webhook-spool" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def build_sinks(
+    outputs: Sequence[Path],
+    state_dir: Path,
+    webhooks: Sequence[str] = (),
+    webhook_headers: Mapping[str, str] | None = None,
+) -> list[AlertSink]:
+    """The sinks the options name: an NDJSON file per ``-o`` and a webhook per ``--webhook``; the state folder's
+    alert file when neither is named."""
+    paths = list(outputs) or ([] if webhooks else [state_dir / DEFAULT_ALERT_FILE])
+    sinks: list[AlertSink] = [NdjsonFileSink(path) for path in paths]
+    for url in webhooks:
+        # Imported here: http.client and ssl are needed only when a webhook is named.
+        from shellwatch.sinks.webhook import WebhookSink
+
+        try:
+            sinks.append(WebhookSink(url, spool_dir=webhook_spool_dir(state_dir, url), headers=webhook_headers))
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--webhook") from None
+    return sinks
+
+
+def _headers(values: Sequence[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for value in values:
+        name, colon, content = value.partition(":")
+        if not colon or not name.strip():
+            raise click.BadParameter(f"{value!r} is not NAME:VALUE", param_hint="--webhook-header")
+        headers[name.strip()] = content.strip()
+    return headers
 
 
 @click.command("watch")
@@ -77,6 +110,21 @@ def build_sinks(outputs: Sequence[Path], state_dir: Path) -> list[AlertSink]:
     multiple=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"Append alerts to this NDJSON file (repeatable). Default: {DEFAULT_ALERT_FILE} in the state folder.",
+)
+@click.option(
+    "--webhook",
+    "webhooks",
+    multiple=True,
+    metavar="URL",
+    help="POST alert batches as JSON to URL (repeatable), with an Idempotency-Key header; batches the receiver "
+    "does not take are spooled in the state folder and sent later.",
+)
+@click.option(
+    "--webhook-header",
+    "webhook_headers",
+    multiple=True,
+    metavar="NAME:VALUE",
+    help="A header to send with every webhook request (repeatable), e.g. an Authorization token.",
 )
 @click.option(
     "--poll",
@@ -111,6 +159,8 @@ def watch_command(
     rule_paths: Sequence[Path],
     state_dir: Path | None,
     outputs: Sequence[Path],
+    webhooks: Sequence[str],
+    webhook_headers: Sequence[str],
     poll: float,
     run_every: float | None,
     once: bool,
@@ -127,6 +177,7 @@ def watch_command(
         _say("no rule could be loaded; nothing to watch with")
         sys.exit(EXIT_NO_RULES)
     rules = RuleSet(loaded.rules)
+    headers = _headers(webhook_headers)
     spec = exception_spec(exception_paths, exceptions_for, value_lists)
     folder = state_dir if state_dir is not None else default_state_dir()
     try:
@@ -154,7 +205,7 @@ def watch_command(
 
     sinks: list[AlertSink] = []
     try:
-        sinks = build_sinks(outputs, folder)
+        sinks = build_sinks(outputs, folder, webhooks, headers)
         watcher = Watcher(
             list(paths),
             rules,

@@ -278,6 +278,9 @@ class Watcher:
                     continue
                 self.run_rules(force=True)
                 self.deliver()
+                # A single pass ends here: give what a sink spooled (a receiver that was away) one more chance.
+                for sink in self.sinks:
+                    sink.flush(ONCE_FLUSH_SECONDS)
                 break
             self.run_rules()
             self.deliver()
@@ -287,6 +290,10 @@ class Watcher:
                 stop.wait(self.settings.poll)
         self.deliver()
         return self.totals
+
+
+ONCE_FLUSH_SECONDS = 5.0
+"""How long a ``--once`` pass keeps retrying spooled batches before it leaves them for the next run."""
 
 
 def _event_order(timestamp_override: str | None) -> Callable[[PendingMatch], tuple[bool, int, int]]:
