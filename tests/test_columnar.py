@@ -9,6 +9,7 @@ semantics (missing fields, any-of on lists, case modes, wildcard escapes, string
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-DOCUMENTS = st.lists(st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=5).map(_nest), min_size=1, max_size=12)
+DOCUMENTS = st.lists(st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=5).map(_nest), min_size=1, max_size=24)
 
 QUERIES: list[Node] = [
     Equals("process.name", ("cmd.exe", "w3wp.exe")),
@@ -140,7 +141,7 @@ QUERIES: list[Node] = [
 ]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(documents=DOCUMENTS)
 def test_generated_documents_match_the_streaming_path(tmp_path: Path, documents: list[dict[str, Any]]) -> None:
     path = tmp_path / "events.ndjson"
@@ -245,3 +246,208 @@ def test_windows_log_documents_and_crlf_files_are_not_columnar(tmp_path: Path) -
     crlf.write_bytes(orjson.dumps(_nest({"process.name": "a"})) + b"\r\n")
     assert not columnar_supported(str(winlog))
     assert not columnar_supported(str(crlf))
+
+
+# -- the line prefilter: the texts a match needs, searched before any JSON work --------------------------------
+#
+# When every rule requires some text (engine.literals.requirement), lines holding none of it are never parsed.
+# These tests write the same documents in the ways JSON allows (escaped slashes, \u escapes, any letter case) and
+# compare with the streaming reader over the whole file (sources.json_records.read_json, one SourceContext, as
+# pipeline.hunt reads an input). JSON escapes: RFC 8259 section 7 (https://www.rfc-editor.org/rfc/rfc8259#section-7).
+
+PREFILTERED: list[Node] = [
+    Equals("process.parent.name", ("w3wp.exe", "php-cgi.exe"), Case.INSENSITIVE),
+    And((Equals("event.category", ("process",)), Wildcard("process.executable", ("*\\\\cmd.exe",), Case.INSENSITIVE))),
+    Wildcard("process.args", ("*/bin/sh*", '*"quoted"*'), Case.INSENSITIVE),
+    Equals("user.id", ("it's",)),
+]
+PREFILTER_VALUES = [
+    "w3wp.exe",
+    "W3WP.EXE",
+    "w3wp.ex\u00e9",
+    "php-cgi.exe",
+    "PHP-CGI.exe",
+    "C:\\Windows\\System32\\CMD.exe",
+    "C:\\x\\cmd.exe",
+    "/bin/sh -c id",
+    "/BIN/SH",
+    'say "Quoted"',
+    "it's",
+    "IT'S",
+    "\u212aelvin",
+    "\u0130",
+    "other",
+]
+
+
+def _escaped_slashes(line: bytes) -> bytes:
+    return line.replace(b"/", b"\\/")
+
+
+def _unicode_escaped(line: bytes) -> bytes:
+    # Every letter e written as \u0065: JSON allows the escape in keys and values alike.
+    return line.replace(b"e", b"\\u0065")
+
+
+def _spaced(line: bytes) -> bytes:
+    return line.replace(b":", b": ")
+
+
+def _as_is(line: bytes) -> bytes:
+    return line
+
+
+ENCODINGS: list[Callable[[bytes], bytes]] = [_as_is, _escaped_slashes, _unicode_escaped, _spaced]
+
+
+def _streaming_reader(path: Path, rules: list[Rule]) -> tuple[list[tuple[int, int]], int]:
+    from shellwatch.normalize.context import SourceContext
+    from shellwatch.normalize.dispatch import normalize_with_family
+    from shellwatch.sources.json_records import read_json
+
+    predicates = [compile_predicate(rule.ir) for rule in rules]
+    found: list[tuple[int, int]] = []
+    context = SourceContext()
+    records = 0
+    with path.open("rb") as handle:
+        for record in read_json(handle, str(path), lambda problem: None):
+            records += 1
+            event = normalize_with_family(record, context=context)[1]
+            found.extend((i, record.origin.line or 0) for i, p in enumerate(predicates) if p(event))
+    return found, records
+
+
+def _columnar_with_records(path: Path, rules: list[Rule]) -> tuple[list[tuple[int, int]], int]:
+    matches = columnar_matches(str(path), rules)
+    assert matches.fallback_rules == {}
+    found = [(index, line) for index, line, _ in matches]
+    return found, matches.records
+
+
+PREFILTER_DOCUMENTS = st.lists(
+    st.tuples(
+        st.dictionaries(
+            st.sampled_from([*FIELDS, "event.category"]),
+            st.one_of(st.sampled_from(PREFILTER_VALUES), st.lists(st.sampled_from(PREFILTER_VALUES), max_size=2)),
+            max_size=4,
+        ).map(_nest),
+        st.sampled_from(range(len(ENCODINGS))),
+    ),
+    min_size=1,
+    max_size=24,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(documents=PREFILTER_DOCUMENTS)
+def test_prefiltered_rules_match_the_streaming_reader_whatever_the_json_spelling(
+    tmp_path: Path, documents: list[tuple[dict[str, Any], int]]
+) -> None:
+    path = tmp_path / "spelled.ndjson"
+    path.write_bytes(b"".join(ENCODINGS[encoding](orjson.dumps(d)) + b"\n" for d, encoding in documents))
+    rules = [_rule(node, n) for n, node in enumerate(PREFILTERED)]
+    assert _columnar_with_records(path, rules) == _streaming_reader(path, rules)
+
+
+def test_every_prefilter_value_in_every_field_and_spelling_matches_the_streaming_reader(tmp_path: Path) -> None:
+    lines = [
+        ENCODINGS[encoding](orjson.dumps(_nest({field: value})))
+        for field in [*FIELDS, "event.category"]
+        for value in PREFILTER_VALUES
+        for encoding in range(len(ENCODINGS))
+    ]
+    path = tmp_path / "spellings.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    rules = [_rule(node, n) for n, node in enumerate(PREFILTERED)]
+    found, records = _columnar_with_records(path, rules)
+    assert (found, records) == _streaming_reader(path, rules)
+    assert {index for index, _ in found} == set(range(len(PREFILTERED)))
+
+
+def test_the_prefilter_parses_only_lines_holding_a_needed_text(tmp_path: Path) -> None:
+    hit = _nest({"process.parent.name": "W3WP.EXE"})
+    path = tmp_path / "mostly-benign.ndjson"
+    lines = [orjson.dumps(_nest({"process.name": f"p{n}.exe"})) for n in range(50)]
+    lines[20] = orjson.dumps(hit)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    rules = [_rule(PREFILTERED[0], 0)]
+    matches = columnar_matches(str(path), rules)
+    assert [(index, line) for index, line, _ in matches] == [(0, 21)]
+    assert matches.stats["candidate_lines"] == 1
+    assert matches.records == 50
+
+
+def test_a_line_that_is_not_whole_json_hands_the_rest_to_the_streaming_reader(tmp_path: Path) -> None:
+    hit = orjson.dumps(_nest({"process.parent.name": "w3wp.exe"}))
+    pretty = orjson.dumps(_nest({"process.parent.name": "php-cgi.exe"}), option=orjson.OPT_INDENT_2)
+    path = tmp_path / "mixed.ndjson"
+    path.write_bytes(hit + b"\n   \n" + b"{broken\n" + pretty + b"\n" + hit + b"\n" + hit[:-1] + b"\n")
+    rules = [_rule(PREFILTERED[0], 0)]
+    problems: list[str] = []
+    matches = columnar_matches(str(path), rules, on_problem=lambda p: problems.append(str(p)))
+    found = [(index, line) for index, line, _ in matches]
+    assert (found, matches.records) == _streaming_reader(path, rules)
+    assert matches.stats["streamed_from_line"] == 3
+    assert problems
+
+
+def test_another_family_mid_file_is_read_as_the_streaming_reader_reads_it(tmp_path: Path) -> None:
+    ecs = [orjson.dumps(_nest({"process.name": f"p{n}.exe"})) for n in range(5)]
+    sysmon = orjson.dumps(
+        {
+            "winlog": {
+                "channel": "Microsoft-Windows-Sysmon/Operational",
+                "provider_name": "Microsoft-Windows-Sysmon",
+                "event_id": 1,
+                "event_data": {"ParentImage": "C:\\\\w\\\\W3WP.exe", "Image": "C:\\\\x\\\\cmd.exe"},
+            },
+            "event": {"code": "1"},
+        }
+    )
+    path = tmp_path / "families.ndjson"
+    path.write_bytes(b"\n".join([*ecs, sysmon, *ecs]) + b"\n")
+    rules = [_rule(PREFILTERED[0], 0)]
+    matches = columnar_matches(str(path), rules)
+    found = [(index, line) for index, line, _ in matches]
+    assert (found, matches.records) == _streaming_reader(path, rules)
+    assert found, "the Sysmon event's parent is w3wp.exe"
+
+
+def test_columnar_hunt_gives_the_alerts_of_the_streaming_hunt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shellwatch.columnar as columnar
+    from shellwatch.engine.ruleset import RuleSet
+    from shellwatch.pipeline import HuntStats
+    from shellwatch.pipeline import hunt as streaming_hunt
+
+    path = tmp_path / "defend.ndjson"
+    base = (FIXTURES / "elastic_defend-benign.ndjson").read_bytes() + (
+        FIXTURES / "elastic_defend-positive.ndjson"
+    ).read_bytes()
+    path.write_bytes(base * 3)
+    rules = RuleSet(load_bundled_rules().rules)
+    monkeypatch.setattr(columnar, "COLUMNAR_MIN_BYTES", 0)
+    spy: list[str] = []
+    original = columnar.ColumnarMatches.__iter__
+
+    def counted(self: Any) -> Any:
+        spy.append(self.path)
+        return original(self)
+
+    monkeypatch.setattr(columnar.ColumnarMatches, "__iter__", counted)
+    columnar_stats, streaming_stats = HuntStats(), HuntStats()
+    fast = list(columnar.hunt([str(path)], rules, stats=columnar_stats))
+    slow = list(streaming_hunt([str(path)], rules, stats=streaming_stats, workers=1))
+    assert spy == [str(path)], "the columnar path ran"
+    assert [a["kibana.alert.uuid"] for a in fast] == [a["kibana.alert.uuid"] for a in slow]
+    drop = {"@timestamp", "kibana.alert.start", "kibana.alert.last_detected", "kibana.alert.time"}
+
+    def stable(alert: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in alert.items() if key not in drop}
+
+    assert [stable(a) for a in fast] == [stable(a) for a in slow]
+    assert fast, "the positive fixture raises alerts"
+    assert (columnar_stats.records, columnar_stats.duplicates, columnar_stats.by_source) == (
+        streaming_stats.records,
+        streaming_stats.duplicates,
+        streaming_stats.by_source,
+    )

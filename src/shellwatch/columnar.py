@@ -1,22 +1,24 @@
 """The columnar path: rules decided by DuckDB over a whole NDJSON file of ECS documents, in parallel and in C++.
 
-:func:`columnar_matches` compiles each rule to SQL (:mod:`shellwatch.engine.compile_sql`); a rule the SQL
+:func:`hunt` is :func:`shellwatch.pipeline.hunt` on this path where it applies (the same alerts, in the same
+order). :func:`columnar_matches` compiles each rule to SQL (:mod:`shellwatch.engine.compile_sql`); a rule the SQL
 compiler refuses is listed in :attr:`ColumnarMatches.fallback_rules` for the caller to run on the streaming path.
 DuckDB reads the file line by line (``read_csv`` with a delimiter no JSON line holds, so each row is one line and
-its row number is its line number), takes the fields the rules read out of each line with ``json_transform`` and
-evaluates every rule; Python sees only
+its row number is its line number). Every line is checked as JSON and searched once for the texts a match needs
+(:func:`~shellwatch.engine.compile_sql.line_candidate_sql`); only candidates are read with ``json_transform`` and
+decided by the rules. Python sees only
 
 * the lines some rule matches: decoded and normalized exactly as the streaming path does
   (:func:`shellwatch.normalize.dispatch.normalize_with_family`), which gives the event handed on;
-* the lines the SQL may not decide exactly (:meth:`shellwatch.engine.compile_sql.SqlFields.irregular_sql`: not
-  JSON, not an ECS document kept whole, odd shapes): read, normalized and decided by the compiled Python predicates,
-  as the streaming path would.
+* the lines the SQL may not decide exactly (:meth:`shellwatch.engine.compile_sql.SqlFields.irregular_sql`: odd
+  shapes, \\u escapes, other families): read, normalized and decided by the compiled Python predicates.
 
-If DuckDB stops on the file (invalid UTF-8, a line over the size limit...), the rest of the file, from the line after
-the last one handed on, is read by the streaming JSON reader and decided in Python: a file is never half-decided.
+From a line that is not one whole JSON value (the streaming reader would read past it), a record of a family whose
+normalizer remembers earlier records, or the point where DuckDB stops (invalid UTF-8, a line over the size limit),
+the rest of the file is read by the streaming JSON reader and decided in Python: a file is never half-decided.
 
-Memory: DuckDB runs with ``memory_limit`` and one thread per core and its results are fetched in batches; Python holds
-one batch of candidate lines at a time, never the file.
+Memory: DuckDB runs with ``memory_limit`` and one thread per core; the numbering step holds a number and a flag per
+line (the text only of candidates), and results are fetched in batches.
 """
 
 from __future__ import annotations
@@ -24,15 +26,33 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import duckdb
 import orjson
 
+from shellwatch import pipeline
+from shellwatch.alerts.document import build_alert, rule_fields
+from shellwatch.alerts.hunt_suppression import HuntSuppression
 from shellwatch.engine.compile_python import compile_predicate
-from shellwatch.engine.compile_sql import DOCUMENT, LINE, SqlFields, compile_sql, sql_string
+from shellwatch.engine.compile_sql import (
+    DOCUMENT,
+    LINE,
+    SqlFields,
+    compile_sql,
+    json_text,
+    line_candidate_sql,
+    sql_string,
+)
+from shellwatch.engine.literals import Piece, Requirement, ascii_lower, requirement
+from shellwatch.engine.ruleset import RuleSet
+from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY, SourceContext
 from shellwatch.normalize.dispatch import ECS, ELASTIC_DEFEND, normalize_with_family, source_family
+from shellwatch.pipeline import ExceptionSpec, HuntStats
 from shellwatch.query.errors import UnsupportedQuery
 from shellwatch.rules.model import Rule
 from shellwatch.sources.json_records import MAX_RECORD_BYTES, read_json
@@ -44,22 +64,30 @@ Match = tuple[int, int, dict[str, Any]]
 SAMPLE_LINES: Final = 200
 """Lines :func:`columnar_supported` reads to decide whether a file is for the columnar path."""
 FETCH_ROWS: Final = 2048
+COLUMNAR_MIN_BYTES: Final = 8 << 20
+"""Files smaller than this stay on the streaming path in :func:`hunt` (DuckDB's start and the SQL's compilation
+take about a tenth of a second, what the streaming path needs for a few MB)."""
 DEFAULT_MEMORY_LIMIT: Final = "512MB"
 DUCKDB_LINE_BYTES: Final = 4 << 20
 """Longest line DuckDB reads (its CSV buffers are a multiple of it); a longer one stops DuckDB and the rest of the
 file goes to the streaming reader, whose own limit is :data:`MAX_RECORD_BYTES`."""
 
+_RAW: Final = "raw_line"
+"""The SQL name of a line as read, before the candidate test keeps or drops its text."""
 _PASSED_THROUGH: Final = frozenset({ELASTIC_DEFEND, ECS})
 # Bytes that would make DuckDB's line splitting differ from Python's readline (\r ends a row there; the
 # delimiter byte splits one), or that no JSON line holds.
 _UNSPLITTABLE: Final = (b"\r", b"\x01", b"\x00")
 
 
-def columnar_supported(path: str) -> bool:
+def columnar_supported(path: str, min_bytes: int = 0) -> bool:
     """Whether ``path`` is an NDJSON file of ECS documents the streaming path keeps whole (Elastic Defend or other
-    ECS documents, not Windows event log documents nor vendor exports), judged from its first lines, and whose
-    lines DuckDB splits as Python does (no carriage return anywhere)."""
+    ECS documents, not Windows event log documents nor vendor exports), judged from its first lines, whose lines
+    DuckDB splits as Python does (no carriage return anywhere), and of at least ``min_bytes``
+    (:data:`COLUMNAR_MIN_BYTES`: below it, starting DuckDB costs more than the streaming path spends)."""
     try:
+        if os.path.getsize(path) < min_bytes:
+            return False
         with open(path, "rb") as handle:
             families = set()
             for _, line in zip(range(SAMPLE_LINES), handle, strict=False):
@@ -75,6 +103,49 @@ def columnar_supported(path: str) -> bool:
             return not _holds_unsplittable(handle)
     except (OSError, ValueError):
         return False
+
+
+def _sample_family(path: str) -> str:
+    families: Counter[str] = Counter()
+    try:
+        with open(path, "rb") as handle:
+            for _, line in zip(range(SAMPLE_LINES), handle, strict=False):
+                try:
+                    document = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(document, dict):
+                    families[source_family(RawRecord(document, "json", Origin(path)))] += 1
+    except OSError:
+        pass
+    return families.most_common(1)[0][0] if families else ECS
+
+
+def _searchable(field: str) -> bool:
+    # The normalizer rewrites @timestamp; every other field of an ECS document keeps its text (a completed
+    # process name is the end of the executable's).
+    return field != "@timestamp"
+
+
+def _searched_groups(path: str, requirements: Sequence[Requirement | None]) -> list[frozenset[Piece] | None]:
+    """For each rule, the group of its requirement the fewest of the file's first lines meet (the one likely to
+    rule out most lines: ``process`` in ``event.category`` is in every process event, a web server's name is
+    not), or None when it requires nothing. Any group is sound; the sample only decides speed."""
+    if all(found is None or len(found.groups) < 2 for found in requirements):
+        return [None if found is None else found.groups[0] for found in requirements]
+    sample: list[str] = []
+    try:
+        with open(path, "rb") as handle:
+            for _, line in zip(range(SAMPLE_LINES), handle, strict=False):
+                sample.append(ascii_lower(line.decode("utf-8", "replace")))
+    except OSError:
+        pass
+
+    def lines_meeting(group: frozenset[Piece]) -> int:
+        texts = [json_text(piece.text) for piece in group]
+        return sum(1 for line in sample if any(text in line for text in texts))
+
+    return [None if found is None else min(found.groups, key=lines_meeting) for found in requirements]
 
 
 def _holds_unsplittable(handle: io.BufferedReader) -> bool:
@@ -112,12 +183,25 @@ class ColumnarMatches:
             except UnsupportedQuery as exc:
                 self.fallback_rules[index] = str(exc)
         self._predicates = [(index, compile_predicate(rules[index].ir)) for index, _ in self.columnar]
-        self.stats = {"candidate_lines": 0, "python_lines": 0}
+        self._groups = _searched_groups(path, [requirement(rules[index].ir, _searchable) for index, _ in self.columnar])
+        self.stats = {"candidate_lines": 0, "python_lines": 0, "streamed_from_line": 0}
+        self.records = 0
+        """JSON records read (known once iterated): what the streaming reader would count."""
+        self.family = _sample_family(path)
+        """The source family (:data:`~shellwatch.normalize.dispatch.SOURCES`) of most of the file's first lines,
+        which the records are counted under."""
+        self._python_records = 0
 
     def query(self) -> str:
-        """The SQL run over the file (rule literals quoted; the file path is the only other literal)."""
+        """The SQL run over the file (rule literals quoted; the file path is the only other literal).
+
+        Three steps, the costly ones on few lines: every line is numbered, checked as JSON (``json_valid``) and
+        searched once for the texts a match needs (:func:`~shellwatch.engine.compile_sql.line_candidate_sql`);
+        only the text of a candidate or invalid line goes on, so the numbering step, which holds its rows, holds
+        little more than numbers; candidates are then read with ``json_transform`` and decided by the rules.
+        """
         lines = (
-            f"read_csv({sql_string(self.path)}, columns={{'{LINE}': 'VARCHAR'}}, delim='\\x01', quote='', "
+            f"read_csv({sql_string(self.path)}, columns={{'{_RAW}': 'VARCHAR'}}, delim='\\x01', quote='', "
             f"escape='', header=false, auto_detect=false, strict_mode=false, "
             f"max_line_size={DUCKDB_LINE_BYTES}, buffer_size={4 * DUCKDB_LINE_BYTES})"
         )
@@ -126,12 +210,25 @@ class ColumnarMatches:
         outcomes = ", ".join(f"({sql}) AS r{n}" for n, (_, sql) in enumerate(self.columnar))
         names = [f"r{n}" for n in range(len(self.columnar))]
         wanted = " OR ".join(["irregular", *names])
+        candidate = line_candidate_sql(self._groups, _RAW)
+        # The last line always comes out, with the count of lines that are not empty (for the record count).
+        numbered = (
+            f"SELECT row_number() OVER () AS rn, count(*) OVER () AS lines, count({_RAW}) OVER () AS filled, "
+            f"invalid, CASE WHEN invalid OR candidate THEN {_RAW} END AS {LINE} "
+            f"FROM (SELECT {_RAW}, NOT json_valid({_RAW}) AS invalid, {candidate} AS candidate FROM {lines})"
+        )
+        documents = (
+            f"SELECT rn, lines, filled, {LINE}, invalid, "
+            f"CASE WHEN NOT invalid THEN json_transform({LINE}, {schema}) END AS {DOCUMENT} "
+            f"FROM ({numbered}) WHERE {LINE} IS NOT NULL OR rn = lines"
+        )
+        decided = (
+            f"SELECT rn, lines, filled, {LINE}, CASE WHEN invalid THEN true ELSE {irregular} END AS irregular"
+            f"{', ' + outcomes if outcomes else ''} FROM ({documents})"
+        )
         return (
-            f"SELECT rn, {LINE}, irregular{''.join(', ' + name for name in names)} "
-            f"FROM (SELECT rn, {LINE}, {irregular} AS irregular{', ' + outcomes if outcomes else ''} FROM ("
-            f"SELECT row_number() OVER () AS rn, {LINE}, "
-            f"CASE WHEN json_valid({LINE}) AND json_type({LINE}) = 'OBJECT' THEN json_transform({LINE}, {schema}) END "
-            f"AS {DOCUMENT} FROM {lines})) WHERE {wanted}"
+            f"SELECT rn, filled, {LINE}, irregular{''.join(', ' + name for name in names)} FROM ({decided}) "
+            f"WHERE {wanted} OR rn = lines"
         )
 
     def __iter__(self) -> Iterator[Match]:
@@ -145,22 +242,30 @@ class ColumnarMatches:
                 "preserve_insertion_order": True,
             },
         )
-        last_line = 0
+        last_line = lines_filled = 0
         try:
             connection.execute("SET enable_progress_bar = false")
             result = connection.execute(self.query())
             while True:
                 rows = result.fetchmany(FETCH_ROWS)
                 if not rows:
-                    return
+                    break
                 for row in rows:
-                    line_number, text, irregular = row[0], row[1], row[2]
+                    line_number, filled, text, irregular = row[0], row[1], row[2], row[3]
+                    last_line, lines_filled = line_number, filled
+                    if text is None:
+                        continue  # the last line, empty or no candidate: there for the count of lines not empty
                     self.stats["candidate_lines"] += 1
-                    if irregular:
-                        yield from self._decide_in_python(text, line_number)
-                    else:
+                    if not irregular:
                         yield from self._matched(row, text, line_number)
-                    last_line = line_number
+                        continue
+                    decided = self._decide_in_python(text, line_number)
+                    if decided is None:
+                        # Not a whole JSON document, or one the normalizer maps with what it remembers: from
+                        # here on the file is the streaming reader's, as it would read it.
+                        yield from self._rest_in_python(line_number - 1)
+                        return
+                    yield from decided
         except duckdb.Error as exc:
             self.on_problem(
                 ReadProblem(
@@ -169,13 +274,15 @@ class ColumnarMatches:
                 )
             )
             yield from self._rest_in_python(last_line)
+            return
         finally:
             connection.close()
+        self.records = lines_filled - self.stats["python_lines"] + self._python_records
 
     # -- Python decisions -----------------------------------------------------------------------------------
 
     def _matched(self, row: tuple[Any, ...], text: str, line_number: int) -> Iterator[Match]:
-        hits = [index for n, (index, _) in enumerate(self.columnar) if row[3 + n]]
+        hits = [index for n, (index, _) in enumerate(self.columnar) if row[4 + n]]
         if not hits:
             return
         record = RawRecord(orjson.loads(text), "json", Origin(self.path, line=line_number))
@@ -183,40 +290,54 @@ class ColumnarMatches:
         for index in hits:
             yield index, line_number, event
 
-    def _decide_in_python(self, text: str | None, line_number: int) -> Iterator[Match]:
-        if text is None:
-            return
-        self.stats["python_lines"] += 1
-        yield from self._decide_records(
-            read_json(io.BytesIO(text.encode()), self.path, self._shifted(line_number)), line_number
-        )
-
-    def _shifted(self, line_number: int) -> Callable[[ReadProblem], None]:
-        def report(problem: ReadProblem) -> None:
-            self.on_problem(ReadProblem(Origin(self.path, line=line_number), problem.reason))
-
-        return report
-
-    def _decide_records(self, records: Iterator[RawRecord], line_number: int | None) -> Iterator[Match]:
+    def _decide_in_python(self, text: str, line_number: int) -> list[Match] | None:
+        """The matches of one line the SQL may not decide, as the streaming reader and normalizer decide them;
+        None when the streaming reader would read past the line (it is not one whole JSON value) or when the
+        normalizer of one of its records remembers records (another family than ECS documents)."""
+        data = text.encode()
+        if not data.strip():
+            self.stats["python_lines"] += 1
+            return []
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        problems: list[ReadProblem] = []
+        records = list(read_json(io.BytesIO(data), self.path, problems.append))
+        found: list[Match] = []
         for record in records:
-            if line_number is not None:
-                record.origin.line = line_number
-            _, event = normalize_with_family(record)
-            for index, predicate in self._predicates:
-                if predicate(event):
-                    yield index, record.origin.line or 0, event
+            record.origin.line = line_number
+            family, event = normalize_with_family(record)
+            if family not in _PASSED_THROUGH:
+                return None
+            found.extend((index, line_number, event) for index, predicate in self._predicates if predicate(event))
+        for problem in problems:
+            self.on_problem(ReadProblem(Origin(self.path, line=line_number), problem.reason))
+        self.stats["python_lines"] += 1
+        self._python_records += len(records)
+        return found
 
     def _rest_in_python(self, last_line: int) -> Iterator[Match]:
+        self.stats["streamed_from_line"] = last_line + 1
+        # Records before the line: the lines not empty, those decided in Python counted by their records.
+        self.records = self._python_records
+        decided_in_python = self.stats["python_lines"]
         with open(self.path, "rb") as handle:
             for _ in range(last_line):
-                if not handle.readline(MAX_RECORD_BYTES + 1):
+                line = handle.readline(MAX_RECORD_BYTES + 1)
+                if not line:
                     return
+                self.records += line != b"\n"  # as DuckDB counts: an empty line is NULL
+            self.records -= decided_in_python
             shifted = _LineOffset(self.on_problem, last_line)
-            records = read_json(handle, self.path, shifted.report)
-            for record in records:
+            context = SourceContext()
+            for record in read_json(handle, self.path, shifted.report):
                 record.origin.line = (record.origin.line or 0) + last_line
-                self.stats["python_lines"] += 1
-                yield from self._decide_records(iter((record,)), None)
+                self.records += 1
+                _, event = normalize_with_family(record, context=context)
+                for index, predicate in self._predicates:
+                    if predicate(event):
+                        yield index, record.origin.line, event
 
 
 class _LineOffset:
@@ -239,6 +360,91 @@ def columnar_matches(
     """The matches of ``rules`` over the NDJSON file ``path`` (see :class:`ColumnarMatches`): iterate it for
     ``(rule index, line, event)`` in file order then rule order; its ``fallback_rules`` are left to the caller."""
     return ColumnarMatches(path, rules, on_problem=on_problem)
+
+
+def hunt(
+    paths: Sequence[str],
+    rules: RuleSet,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    stats: HuntStats | None = None,
+    on_problem: Callable[[ReadProblem], None] | None = None,
+    on_progress: Callable[[HuntStats], None] | None = None,
+    workers: int | None = None,
+    source: str | None = None,
+    process_memory: int = DEFAULT_PROCESS_MEMORY,
+    exceptions: ExceptionSpec | None = None,
+) -> Iterator[dict[str, Any]]:
+    """:func:`shellwatch.pipeline.hunt` (same arguments, same alerts in the same order), on the columnar path
+    when every path is a file :func:`columnar_supported` admits, every rule compiles to SQL, and nothing asks
+    for what only the streaming path does (a time window, a forced source, exception lists, alert
+    suppression); otherwise the streaming path's ``hunt`` does all of it."""
+    streaming = (
+        start is not None
+        or end is not None
+        or source is not None
+        or exceptions is not None
+        or bool(HuntSuppression(list(rules.rules)))
+        or not paths
+        or not all(os.path.isfile(path) and columnar_supported(path, COLUMNAR_MIN_BYTES) for path in paths)
+    )
+    matches = [] if streaming else [ColumnarMatches(path, rules.rules, on_problem=None) for path in paths]
+    if streaming or any(found.fallback_rules for found in matches):
+        yield from pipeline.hunt(
+            paths,
+            rules,
+            start=start,
+            end=end,
+            stats=stats,
+            on_problem=on_problem,
+            on_progress=on_progress,
+            workers=workers,
+            source=source,
+            process_memory=process_memory,
+            exceptions=exceptions,
+        )
+        return
+    stats = stats if stats is not None else HuntStats()
+    began = time.perf_counter()
+    detected_at = datetime.now(UTC)
+    fields_by_rule = [rule_fields(rule) for rule in rules.rules]
+    made: set[str] = set()
+
+    def problem(found: ReadProblem) -> None:
+        stats.problems.append(found)
+        if on_problem is not None:
+            on_problem(found)
+
+    stats.inputs = len(paths)
+    stats.input_bytes = sum(os.path.getsize(path) for path in paths)
+    for path, found in zip(paths, matches, strict=True):
+        found.on_problem = problem
+        for index, line, event in found:
+            rule = rules.rules[index]
+            alert = build_alert(
+                rule,
+                event,
+                origin=Origin(path, line=line),
+                detected_at=detected_at,
+                rule_fields_cache=fields_by_rule[index],
+            )
+            if alert["kibana.alert.uuid"] in made:
+                stats.duplicates += 1
+                continue
+            made.add(alert["kibana.alert.uuid"])
+            stats.alerts += 1
+            stats.alerts_by_rule[(rule.name, rule.severity)] += 1
+            yield alert
+        stats.records += found.records
+        stats.events_in_window += found.records
+        stats.by_source[found.family] += found.records
+        stats.inputs_done += 1
+        stats.bytes_done += os.path.getsize(path)
+        stats.seconds = time.perf_counter() - began
+        if on_progress is not None:
+            on_progress(stats)
+    stats.seconds = time.perf_counter() - began
 
 
 def event_of(document: Mapping[str, Any]) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from typing import Final
 
 import duckdb
 
+from shellwatch.engine.literals import ASCII_LOWERING_EXCEPTIONS, Piece
 from shellwatch.engine.patterns import PatternError, lucene_to_python, parse_wildcard
 from shellwatch.query.errors import UnsupportedQuery
 from shellwatch.query.ir import (
@@ -174,7 +175,7 @@ class SqlFields:
         # One RE2 scan of the line for every text that may make it irregular (one pass is several times faster
         # than a substring search each): a \\u escape, a marker of another family (the batch shape too), a dotted
         # key or an array on the way to a field read.
-        alternatives = ["\\\\u", *(_re2_literal(marker) for marker in _OTHER_FAMILY_MARKERS)]
+        alternatives = ["\\\\u", *(_re2_literal(marker) for marker in OTHER_FAMILY_MARKERS)]
         branches: set[str] = set()
         for path in sorted(self.fields):
             branches.update(path.split(".")[:-1])
@@ -201,7 +202,7 @@ class SqlFields:
 
 # Substrings of a line that may belong to a family whose normalizer maps instead of passing through (see
 # shellwatch.normalize.dispatch): Windows event log documents, vendor exports, raw Windows events, OTRF, batches.
-_OTHER_FAMILY_MARKERS: Final = (
+OTHER_FAMILY_MARKERS: Final = (
     '"winlog',
     "winlogbeat",
     '"event_simpleName"',
@@ -216,6 +217,37 @@ _OTHER_FAMILY_MARKERS: Final = (
     '"records"',
     '"SourceName"',
 )
+
+
+def json_text(piece: str) -> str:
+    """How a piece (printable ASCII) is written inside a JSON string: ``"`` and ``\\`` escaped."""
+    return json.dumps(piece, ensure_ascii=True)[1:-1]
+
+
+def line_candidate_sql(groups: Sequence[frozenset[Piece] | None], line: str = LINE) -> str:
+    """A test of a line's raw text (the SQL name ``line``) that holds for every line on which one of the rules
+    might match, and for every line the compiled SQL may not decide exactly: one RE2 scan, before any JSON work.
+
+    ``groups`` holds one group of each rule's :class:`~shellwatch.engine.literals.Requirement` (None: the rule
+    requires nothing, so every line is a candidate): its event matches only if a piece of the group occurs in
+    its field's value, ASCII-lower-cased. Why a line holding none of them cannot match: the value occurs in the
+    line JSON-escaped, and JSON escaping maps characters one by one (``"`` and ``\\`` to two characters, other
+    printable ASCII to itself), so the line holds the escaped piece up to ASCII case, unless it writes a character
+    as ``\\u`` or ``\\/``; both texts make a line a candidate. So do the two non-ASCII characters whose lower
+    case holds an ASCII letter (:data:`~shellwatch.engine.literals.ASCII_LOWERING_EXCEPTIONS`) and every marker
+    of a family whose normalizer maps values instead of passing the document through
+    (:data:`OTHER_FAMILY_MARKERS`): the value a rule reads may then not be written in the line.
+    """
+    if any(group is None for group in groups):
+        return "true"
+    pieces = {piece.text for group in groups if group is not None for piece in group}
+    escapes = ["\\\\u", "\\\\/", *(_re2_literal(ch) for ch in ASCII_LOWERING_EXCEPTIONS)]
+    alternatives = [*escapes, *(_re2_literal(marker) for marker in OTHER_FAMILY_MARKERS)]
+    if pieces:
+        escaped = sorted(_re2_literal(json_text(piece)) for piece in pieces)
+        # RE2's (?i) also folds a few non-ASCII letters onto ASCII ones: more candidates, never fewer.
+        alternatives.append("(?i:" + "|".join(escaped) + ")")
+    return f"regexp_matches({line}, {sql_string('|'.join(alternatives))})"
 
 
 def fields_needed(node: Node) -> Iterable[str]:
