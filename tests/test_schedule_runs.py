@@ -7,7 +7,7 @@ does with it. Kibana sources cited as KIBANA/<path> live in elastic/kibana under
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,7 @@ from shellwatch.alerts.document import alert_uuid, build_alert, event_identity
 from shellwatch.query.ir import TRUE
 from shellwatch.rules.model import Rule, RuleSource
 from shellwatch.schedule import Candidate, RuleSchedule, alert_candidate, candidates, epoch_millis, replay
-from shellwatch.schedule.runs import lookback_of
+from shellwatch.schedule.runs import Window, WindowResult, lookback_of, replay_search
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -430,3 +430,54 @@ def test_alert_documents_replay_like_their_source_events() -> None:
     assert from_alerts.runs == from_events.runs
     assert from_alerts.totals == from_events.totals
     assert from_alerts.totals.dropped > 0
+
+
+class FixedSearch:
+    """A rule search that finds the same alert ids in every window and records what was written."""
+
+    def __init__(self, strategy: Any, found: list[str]) -> None:
+        self.strategy = strategy
+        self.found = found
+        self.written: list[tuple[int, tuple[str, ...]]] = []
+
+    def search(self, window: Window) -> WindowResult:
+        return WindowResult(matches=len(self.found), found=list(self.found))
+
+    def created(self, window: Window, alert_ids: Sequence[str]) -> None:
+        self.written.append((window.run_index, tuple(alert_ids)))
+
+
+def test_aggregation_cuts_before_duplicates_and_search_after_after() -> None:
+    """Threshold buckets are cut to max_signals before alerts are written, so already-written ones use up the
+    budget; search_after paging (query and new_terms rules) skips existing alerts first. The rule search is told
+    what was written, run by run.
+
+    Sources: KIBANA/threshold/find_threshold_signals.ts (``buckets.slice(0, maxSignals)``);
+    KIBANA/new_terms/create_new_terms_alert_type.ts (``maxAlerts: params.maxSignals - result.createdSignalsCount``).
+    """
+    times = [epoch_millis(at(MINUTE)) or 0]
+    sliced = FixedSearch("aggregation", ["a", "b", "c"])
+    result = replay_search(schedule(max_signals=2), sliced, times, T0 + MINUTE, T0 + 6 * MINUTE)
+    assert [run.created for run in result.runs] == [("a", "b"), ()]
+    assert result.runs[1].duplicates == ("a", "b")
+    assert result.totals.dropped_lost == 1
+    assert sliced.written == [(0, ("a", "b")), (1, ())]
+    paged = FixedSearch("search_after", ["a", "b", "c"])
+    result = replay_search(schedule(max_signals=2), paged, times, T0 + MINUTE, T0 + 6 * MINUTE)
+    assert [run.created for run in result.runs] == [("a", "b"), ("c",)]
+    assert result.totals.dropped_picked_up == 1
+
+
+def test_threshold_rules_aggregate() -> None:
+    rule = Rule(
+        rule_id="t",
+        name="n",
+        description="d",
+        type="threshold",
+        language="kuery",
+        query="*",
+        ir=TRUE,
+        source=RuleSource(path="x"),
+        threshold={"field": "host.name", "value": 2},
+    )
+    assert RuleSchedule.from_rule(rule).search == "aggregation"

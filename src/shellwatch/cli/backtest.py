@@ -6,7 +6,9 @@ interval, look-back, max_signals, timestamp_override, duplicates in the overlap,
 replay is made with and without them, so the counts show what the tuning silences.
 
 The replay sees the rule's matching events, not every event in a window: a run's "matches" column counts the
-matching events its window held.
+matching events its window held. new_terms rules (:mod:`shellwatch.schedule.new_terms`) alert per window on the
+value combinations first seen in it within their history window; threshold rules (:mod:`shellwatch.schedule.
+threshold`) on the groups that reach their count, with their signal history; each gets a line saying so.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from shellwatch.cli.rule_selection import load_selected_rules, rules_option
 from shellwatch.engine.ruleset import RuleSet
 from shellwatch.pipeline import ExceptionSpec, HuntStats, hunt
 from shellwatch.rules.model import Rule
-from shellwatch.schedule.runs import Replay, RuleSchedule, alert_candidate, replay
+from shellwatch.schedule.new_terms import NewTermsSearch
+from shellwatch.schedule.runs import Replay, RuleSchedule, Totals, alert_candidate, replay, replay_search
+from shellwatch.schedule.threshold import ThresholdSearch
 from shellwatch.sources.record import ReadProblem
 
 
@@ -41,20 +45,67 @@ def _replays(
     exceptions: ExceptionSpec | None,
     workers: int | None,
     on_problem: Any,
-) -> tuple[dict[str, Replay], HuntStats]:
+) -> tuple[dict[str, RuleReplay], HuntStats]:
     stats = HuntStats()
     by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
     # Every event is read: a run's window reaches back before --start.
     for alert in hunt(list(paths), rules, stats=stats, on_problem=on_problem, workers=workers, exceptions=exceptions):
         by_rule[str(alert["kibana.alert.rule.rule_id"])].append(alert)
-    replays: dict[str, Replay] = {}
+    replays: dict[str, RuleReplay] = {}
     for rule in rules.rules:
         alerts = by_rule.get(rule.rule_id)
-        if not alerts:
-            continue
-        schedule = RuleSchedule.from_rule(rule)
-        replays[rule.rule_id] = replay(schedule, (alert_candidate(a, schedule) for a in alerts), start, end)
+        if alerts:
+            replays[rule.rule_id] = replay_rule(rule, alerts, start, end)
     return replays, stats
+
+
+class RuleReplay:
+    """A rule's replay and, for new_terms and threshold rules, a line on what their searches found."""
+
+    def __init__(self, result: Replay, note: str | None = None) -> None:
+        self.result = result
+        self.note = note
+
+    @property
+    def totals(self) -> Totals:
+        return self.result.totals
+
+
+def replay_rule(
+    rule: Rule, alerts: Sequence[dict[str, Any]], start: datetime | None, end: datetime | None
+) -> RuleReplay:
+    """Replay one rule's hunt alerts (its matching events) on its schedule, as its rule type searches."""
+    schedule = RuleSchedule.from_rule(rule)
+    if rule.type == "new_terms":
+        terms = NewTermsSearch(rule, alerts, schedule)
+        result = replay_search(schedule, terms, terms.times, start, end, untimed=terms.untimed)
+        settings = terms.state.settings
+        note = (
+            f"  new_terms on {', '.join(settings.fields)}, history {rule.history_window_start}: "
+            f"{terms.combinations:,} distinct combinations among the matching events, "
+            f"{result.totals.created:,} alerted as new"
+        )
+        return RuleReplay(result, note)
+    if rule.type == "threshold":
+        groups = ThresholdSearch(rule, alerts, schedule)
+        result = replay_search(schedule, groups, groups.times, start, end, untimed=groups.untimed)
+        threshold = groups.state.settings
+        by = ", ".join(threshold.fields) if threshold.fields else "(no field: one group)"
+        condition = threshold.condition
+        cardinality = f", cardinality({condition.field}) >= {condition.value}" if condition else ""
+        note = (
+            f"  threshold count >= {threshold.value} by {by}{cardinality}: {groups.reached:,} groups reached it "
+            f"over the windows, {result.totals.created:,} alerted"
+        )
+        return RuleReplay(result, note)
+    return RuleReplay(replay(schedule, (alert_candidate(a, schedule) for a in alerts), start, end))
+
+
+_SEARCH_WORDS = {
+    "eql": "one EQL search",
+    "search_after": "search_after paging",
+    "aggregation": "one aggregation",
+}
 
 
 def _when(moment: datetime) -> str:
@@ -65,12 +116,14 @@ def _run_time(moment: datetime) -> str:
     return moment.strftime("%m-%d %H:%M:%S")
 
 
-def _print_rule(out: Console, rule: Rule, result: Replay, all_runs: bool) -> None:
+def print_rule(out: Console, rule: Rule, replayed: RuleReplay, all_runs: bool) -> None:
+    """A rule's runs (those with matches or gaps, or all) and its totals."""
+    result = replayed.result
     schedule = result.schedule
     out.print(
         Text(
             f"{rule.name} — every {rule.interval}, from {rule.from_}, max_signals {schedule.max_signals}, "
-            f"{'one EQL search' if schedule.search == 'eql' else 'search_after paging'} per window",
+            f"{_SEARCH_WORDS[schedule.search]} per window",
             style="bold",
         ),
         soft_wrap=True,
@@ -109,6 +162,8 @@ def _print_rule(out: Console, rule: Rule, result: Replay, all_runs: bool) -> Non
         ),
         soft_wrap=True,
     )
+    if replayed.note is not None:
+        out.print(Text(replayed.note), soft_wrap=True)
 
 
 @click.command("backtest")
@@ -146,7 +201,7 @@ def backtest_command(
         err.print(Text(f"shellwatch: warning: {safe_text(str(problem))}"), soft_wrap=True)
 
     replays, stats = _replays(paths, rules, start, end, exceptions, workers, on_problem)
-    before: dict[str, Replay] = {}
+    before: dict[str, RuleReplay] = {}
     if exceptions is not None:
         before, _ = _replays(paths, rules, start, end, None, workers, lambda _problem: None)
     out = make_console()
@@ -156,7 +211,7 @@ def backtest_command(
             out.print(Text(f"{rule.name}: no matching event", style="dim"), soft_wrap=True)
             continue
         if result is not None:
-            _print_rule(out, rule, result, all_runs)
+            print_rule(out, rule, result, all_runs)
         if exceptions is not None:
             without = before.get(rule.rule_id)
             created_without = without.totals.created if without is not None else 0

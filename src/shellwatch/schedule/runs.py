@@ -33,6 +33,10 @@ detection_engine/rule_types/``):
   actually started, so after downtime the overdue run starts when Kibana is back and the schedule continues
   from there.
 
+new_terms and threshold rules search aggregations, not single events: :func:`replay_search` runs the same schedule
+and hands each window to the rule type's :class:`RuleSearch` (:mod:`shellwatch.schedule.new_terms`,
+:mod:`shellwatch.schedule.threshold`), which says what the window finds and learns what was written.
+
 Timestamps are compared in whole milliseconds, the resolution of Elasticsearch's ``date`` type (the type of ECS
 ``@timestamp``): finer fractions are truncated.
 """
@@ -46,14 +50,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from shellwatch.ecs import flatten_fields
 from shellwatch.normalize.timestamps import iso_utc
 from shellwatch.rules.model import Rule, duration_seconds
 
-SearchStrategy = Literal["eql", "search_after"]
-"""How a run collects its alerts: one EQL search of ``size: max_signals``, or search_after paging."""
+SearchStrategy = Literal["eql", "search_after", "aggregation"]
+"""How a run collects its alerts: one EQL search of ``size: max_signals``, search_after paging (query and new_terms
+rules: duplicates do not use up max_signals), or aggregation buckets cut to max_signals before any alert is written
+(threshold rules: duplicates do)."""
 
 MAX_RULE_GAP_RATIO = 4
 """Kibana's limit on catch-up windows a late run adds (at most four missed runs are searched again)."""
@@ -62,6 +68,8 @@ DEFAULT_ALERTS_MAX = 1000
 """Kibana's ``xpack.alerting.rules.run.alerts.max`` default: the most alerts any rule run may write."""
 
 TIMESTAMP = "@timestamp"
+
+_SEARCH_BY_TYPE: Mapping[str, SearchStrategy] = {"eql": "eql", "threshold": "aggregation"}
 
 _FROM_DATE_MATH = re.compile(r"^now(?:-(\d+[smhd]))?$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -142,14 +150,15 @@ class RuleSchedule:
         timestamp_override_fallback_disabled: bool = False,
         alerts_max: int = DEFAULT_ALERTS_MAX,
     ) -> RuleSchedule:
-        """The schedule Kibana would give ``rule``: EQL rules search once, every other type pages with search_after."""
+        """The schedule Kibana would give ``rule``: EQL rules search once, threshold rules aggregate, every other
+        type pages with search_after."""
         return cls(
             interval=timedelta(seconds=duration_seconds(rule.interval)),
             lookback=lookback_of(rule.from_),
             max_signals=rule.max_signals,
             timestamp_override=rule.timestamp_override,
             timestamp_override_fallback_disabled=timestamp_override_fallback_disabled,
-            search="eql" if rule.type == "eql" else "search_after",
+            search=_SEARCH_BY_TYPE.get(rule.type, "search_after"),
             alerts_max=alerts_max,
         )
 
@@ -362,7 +371,7 @@ class _Match:
     alert_id: str
 
 
-class _EventClock:
+class EventClock:
     """Where one schedule's range filter places an event, and where its search's sort puts it."""
 
     def __init__(self, schedule: RuleSchedule) -> None:
@@ -428,7 +437,7 @@ def replay(
     untimed = 0
     untimed_matches: list[str] = []
     total_matches = 0
-    clock = _EventClock(schedule)
+    clock = EventClock(schedule)
     for seq, item in enumerate(events):
         event, matched, alert_id = item
         effective = clock.effective(event)
@@ -448,132 +457,248 @@ def replay(
     matches.sort(key=lambda m: (m.effective, m.seq))
     match_times = [m.effective for m in matches]
 
+    def search(window: Window) -> WindowResult:
+        in_window = matches[bisect_left(match_times, window.low) : bisect_right(match_times, window.high)]
+        in_window.sort(key=lambda m: (m.order, m.seq))
+        return WindowResult(matches=len(in_window), found=[m.alert_id for m in in_window])
+
+    loop = _run_schedule(schedule, schedule.search, times, start, end, downtime, search, None)
+    uncovered = _uncovered(loop.windows, times, matches, match_times, loop.created_by_run)
+    every_match = dict.fromkeys([m.alert_id for m in matches] + untimed_matches)
+    return _result(
+        schedule,
+        loop,
+        uncovered,
+        events=len(times) + untimed,
+        untimed=untimed,
+        matches=total_matches,
+        never_created=tuple(a for a in every_match if a not in loop.created_by_run),
+        untimed_matches=tuple(untimed_matches),
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Window:
+    """One search of one run, in epoch milliseconds: the range ``[low, high]`` (both inclusive)."""
+
+    run_index: int
+    started_at: int
+    """When the run started (Kibana's ``startedAt``; ``high`` of its newest window)."""
+    low: int
+    high: int
+    catch_up: bool
+
+
+class WindowResult(NamedTuple):
+    """What a rule type's search returns for one window, before Kibana writes any alert."""
+
+    matches: int
+    """Matching events in the window (the run report's "matches")."""
+    found: Sequence[str]
+    """Alert ids the search yields, in the order Kibana creates them."""
+
+
+class RuleSearch(Protocol):
+    """A rule type's search over one window, and what it remembers once the alerts are written.
+
+    :func:`replay_search` calls :meth:`search` for each window, oldest first, then :meth:`created` with the alert
+    ids that were written (duplicates and alerts beyond max_signals left out), so that stateful rule types
+    (threshold's signal history) see exactly what Kibana's next window would see.
+    """
+
+    @property
+    def strategy(self) -> SearchStrategy: ...
+
+    def search(self, window: Window) -> WindowResult: ...
+
+    def created(self, window: Window, alert_ids: Sequence[str]) -> None: ...
+
+
+def replay_search(
+    schedule: RuleSchedule,
+    search: RuleSearch,
+    times: Iterable[int],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    untimed: int = 0,
+    downtime: Iterable[tuple[datetime, datetime]] = (),
+) -> Replay:
+    """Replay ``schedule`` for a rule type whose windows are searched by ``search`` (new_terms, threshold).
+
+    ``times`` are the effective timestamps (epoch milliseconds) of the rule's matching events, which place the runs
+    (as :func:`replay` does) and count each window's events; ``untimed`` counts matching events without one. Runs,
+    catch-up windows, gaps and downtime are those of :func:`replay`; how max_signals applies is ``search.strategy``.
+    ``Uncovered.missed`` and ``never_created`` stay empty: which alerts a window would have produced is not a
+    property of single events here.
+    """
+    ordered = sorted(times)
+    loop = _run_schedule(schedule, search.strategy, ordered, start, end, downtime, search.search, search.created)
+    uncovered = _uncovered(loop.windows, ordered, [], [], loop.created_by_run)
+    return _result(
+        schedule,
+        loop,
+        uncovered,
+        events=len(ordered) + untimed,
+        untimed=untimed,
+        matches=len(ordered) + untimed,
+        never_created=(),
+        untimed_matches=(),
+    )
+
+
+@dataclass(slots=True)
+class _Loop:
+    runs: list[RunReport] = field(default_factory=list)
+    windows: list[tuple[int, int]] = field(default_factory=list)
+    created_by_run: dict[str, int] = field(default_factory=dict)
+    dropped_ever: dict[str, None] = field(default_factory=dict)
+    duplicates_total: int = 0
+
+
+def _run_schedule(
+    schedule: RuleSchedule,
+    strategy: SearchStrategy,
+    times: list[int],
+    start: datetime | None,
+    end: datetime | None,
+    downtime: Iterable[tuple[datetime, datetime]],
+    search: Callable[[Window], WindowResult],
+    created: Callable[[Window, Sequence[str]], None] | None,
+) -> _Loop:
+    """The runs of ``schedule`` over events at ``times`` (sorted), each window searched by ``search``."""
     interval = _millis(schedule.interval)
     lookback = _millis(schedule.lookback)
     cap = schedule.alerts_per_search
     down = sorted((_to_millis(a), _to_millis(b)) for a, b in downtime)
-
-    runs: list[RunReport] = []
-    windows: list[tuple[int, int]] = []
-    created_by_run: dict[str, int] = {}
-    dropped_ever: dict[str, None] = {}
-    duplicates_total = 0
-
-    if times or start is not None:
-        first = _to_millis(start) if start is not None else times[0]
-        last_event = times[-1] if times else first
-        stop = _to_millis(end) if end is not None else None
-        previous: int | None = None
-        for index, started in enumerate(_runs_at(first, stop, last_event, interval, down)):
-            tuples = [(started - lookback, started)]
-            gap_report: GapReport | None = None
-            if previous is not None:
-                gap = (started - previous) - lookback
-                catch_up = min(math.ceil(gap / interval), MAX_RULE_GAP_RATIO) if gap > 0 else 0
-                tuples += [(started - lookback - k * interval, started - k * interval) for k in range(1, catch_up + 1)]
-                remaining = max(gap - catch_up * interval, 0)
-                if remaining > 0:
-                    gap_report = GapReport(
-                        run_index=index, start=_to_datetime(previous), end=_to_datetime(previous + remaining)
-                    )
-            searches: list[SearchReport] = []
-            for position, (low, high) in enumerate(reversed(tuples)):
-                windows.append((low, high))
-                in_window = matches[bisect_left(match_times, low) : bisect_right(match_times, high)]
-                in_window.sort(key=lambda m: (m.order, m.seq))
-                report = _search(
-                    schedule,
-                    in_window,
-                    cap,
-                    created_by_run,
-                    index,
-                    low=low,
-                    high=high,
-                    catch_up=position < len(tuples) - 1,
-                    events_searched=bisect_right(times, high) - bisect_left(times, low),
+    loop = _Loop()
+    if not times and start is None:
+        return loop
+    first = _to_millis(start) if start is not None else times[0]
+    last_event = times[-1] if times else first
+    stop = _to_millis(end) if end is not None else None
+    previous: int | None = None
+    for index, started in enumerate(_runs_at(first, stop, last_event, interval, down)):
+        tuples = [(started - lookback, started)]
+        gap_report: GapReport | None = None
+        if previous is not None:
+            gap = (started - previous) - lookback
+            catch_up = min(math.ceil(gap / interval), MAX_RULE_GAP_RATIO) if gap > 0 else 0
+            tuples += [(started - lookback - k * interval, started - k * interval) for k in range(1, catch_up + 1)]
+            remaining = max(gap - catch_up * interval, 0)
+            if remaining > 0:
+                gap_report = GapReport(
+                    run_index=index, start=_to_datetime(previous), end=_to_datetime(previous + remaining)
                 )
-                duplicates_total += len(report.duplicates)
-                dropped_ever.update(dict.fromkeys(report.dropped))
-                searches.append(report)
-            runs.append(
-                RunReport(index=index, started_at=_to_datetime(started), searches=tuple(searches), gap=gap_report)
+        searches: list[SearchReport] = []
+        for position, (low, high) in enumerate(reversed(tuples)):
+            loop.windows.append((low, high))
+            window = Window(
+                run_index=index, started_at=started, low=low, high=high, catch_up=position < len(tuples) - 1
             )
-            previous = started
+            result = search(window)
+            report = _create(
+                strategy,
+                window,
+                result,
+                cap,
+                loop.created_by_run,
+                events_searched=bisect_right(times, high) - bisect_left(times, low),
+            )
+            if created is not None:
+                created(window, report.created)
+            loop.duplicates_total += len(report.duplicates)
+            loop.dropped_ever.update(dict.fromkeys(report.dropped))
+            searches.append(report)
+        loop.runs.append(
+            RunReport(index=index, started_at=_to_datetime(started), searches=tuple(searches), gap=gap_report)
+        )
+        previous = started
+    return loop
 
-    uncovered = _uncovered(windows, times, matches, match_times, created_by_run)
-    picked_up = {a: created_by_run[a] for a in dropped_ever if a in created_by_run}
-    every_match = dict.fromkeys([m.alert_id for m in matches] + untimed_matches)
-    never_created = tuple(a for a in every_match if a not in created_by_run)
+
+def _result(
+    schedule: RuleSchedule,
+    loop: _Loop,
+    uncovered: tuple[Uncovered, ...],
+    *,
+    events: int,
+    untimed: int,
+    matches: int,
+    never_created: tuple[str, ...],
+    untimed_matches: tuple[str, ...],
+) -> Replay:
+    picked_up = {a: loop.created_by_run[a] for a in loop.dropped_ever if a in loop.created_by_run}
     totals = Totals(
-        runs=len(runs),
-        searches=len(windows),
-        events=len(times) + untimed,
+        runs=len(loop.runs),
+        searches=len(loop.windows),
+        events=events,
         untimed=untimed,
-        matches=total_matches,
-        created=len(created_by_run),
-        duplicates_skipped=duplicates_total,
-        dropped=len(dropped_ever),
+        matches=matches,
+        created=len(loop.created_by_run),
+        duplicates_skipped=loop.duplicates_total,
+        dropped=len(loop.dropped_ever),
         dropped_picked_up=len(picked_up),
-        dropped_lost=len(dropped_ever) - len(picked_up),
-        gaps_reported=sum(1 for r in runs if r.gap is not None),
+        dropped_lost=len(loop.dropped_ever) - len(picked_up),
+        gaps_reported=sum(1 for r in loop.runs if r.gap is not None),
         unsearched_events=sum(u.events for u in uncovered),
         never_created=len(never_created),
     )
     return Replay(
         schedule=schedule,
-        runs=tuple(runs),
+        runs=tuple(loop.runs),
         uncovered=uncovered,
-        created_by_run=created_by_run,
+        created_by_run=loop.created_by_run,
         picked_up=picked_up,
         never_created=never_created,
         totals=totals,
-        untimed_matches=tuple(untimed_matches),
+        untimed_matches=untimed_matches,
     )
 
 
-def _search(
-    schedule: RuleSchedule,
-    in_window: list[_Match],
+def _create(
+    strategy: SearchStrategy,
+    window: Window,
+    result: WindowResult,
     cap: int,
     created_by_run: dict[str, int],
-    run_index: int,
     *,
-    low: int,
-    high: int,
-    catch_up: bool,
     events_searched: int,
 ) -> SearchReport:
+    """Kibana's bulk create over what a window's search found: max_signals, then existing alert ids skipped."""
     created: list[str] = []
     duplicates: list[str] = []
     dropped: dict[str, None] = {}
-    if schedule.search == "eql":
-        # One EQL search of size max_signals: only the earliest max_signals matches come back, alerted or not.
-        for match in in_window[:cap]:
-            if match.alert_id in created_by_run:
-                duplicates.append(match.alert_id)
+    found = result.found
+    if strategy in ("eql", "aggregation"):
+        # One search of size max_signals (EQL), or aggregation buckets cut to max_signals before any alert is
+        # written (threshold): already-alerted results use up the budget.
+        for alert_id in found[:cap]:
+            if alert_id in created_by_run:
+                duplicates.append(alert_id)
             else:
-                created_by_run[match.alert_id] = run_index
-                created.append(match.alert_id)
-        dropped.update((m.alert_id, None) for m in in_window[cap:] if m.alert_id not in created_by_run)
-        warning = len(in_window) >= cap
+                created_by_run[alert_id] = window.run_index
+                created.append(alert_id)
+        dropped.update((a, None) for a in found[cap:] if a not in created_by_run)
+        warning = len(found) >= cap if strategy == "eql" else len(found) > cap
     else:
         # search_after paging: already existing alerts are filtered out before max_signals is applied.
-        for match in in_window:
-            if match.alert_id in created_by_run:
+        for alert_id in found:
+            if alert_id in created_by_run:
                 if len(created) < cap:
-                    duplicates.append(match.alert_id)
+                    duplicates.append(alert_id)
             elif len(created) < cap:
-                created_by_run[match.alert_id] = run_index
-                created.append(match.alert_id)
+                created_by_run[alert_id] = window.run_index
+                created.append(alert_id)
             else:
-                dropped[match.alert_id] = None
+                dropped[alert_id] = None
         warning = bool(dropped)
     return SearchReport(
-        window_start=_to_datetime(low),
-        window_end=_to_datetime(high),
-        catch_up=catch_up,
+        window_start=_to_datetime(window.low),
+        window_end=_to_datetime(window.high),
+        catch_up=window.catch_up,
         events_searched=events_searched,
-        matches=len(in_window),
+        matches=result.matches,
         created=tuple(created),
         duplicates=tuple(duplicates),
         dropped=tuple(dropped),
