@@ -55,7 +55,8 @@ def test_list_defaults_to_the_bundled_pack() -> None:
     assert "2917d495" in result.stdout and "12a3e00c" in result.stdout
     assert "Web Shell" in result.stdout and "T1505.003" in result.stdout
     assert "(bundled)" in result.stdout
-    assert "2 rules" in result.stdout
+    assert "4203af34" in result.stdout  # the new_terms version of the seed rule
+    assert "3 rules" in result.stdout
 
 
 def test_list_reports_what_did_not_load_on_stderr(mixed_folder: Path) -> None:
@@ -66,7 +67,10 @@ def test_list_reports_what_did_not_load_on_stderr(mixed_folder: Path) -> None:
     assert "1 rules use features shellwatch does not run yet: rule type 'esql'" in result.stderr
 
 
-@pytest.mark.parametrize("ref", ["2917d495-59bd-4250-b395-c29409b76086", "2917", "script process child"])
+@pytest.mark.parametrize(
+    "ref",
+    ["2917d495-59bd-4250-b395-c29409b76086", "2917", "web shell detection: script process child of common web processes"],
+)
 def test_show_finds_a_rule_by_id_prefix_or_name(ref: str) -> None:
     result = run("rules", "show", ref)
     assert result.exit_code == 0, result.output
@@ -82,7 +86,9 @@ def test_show_finds_a_rule_by_id_prefix_or_name(ref: str) -> None:
 def test_show_ambiguous_and_unknown_references_fail_with_a_message() -> None:
     ambiguous = run("rules", "show", "web")
     assert ambiguous.exit_code == 1
-    assert "2 rules match 'web'" in ambiguous.stderr
+    assert "3 rules match 'web'" in ambiguous.stderr
+    # The full name of the EQL seed rule is part of its new_terms version's name; the full name still picks it.
+    assert run("rules", "show", "script process child").exit_code == 1
     unknown = run("rules", "show", "no-such-rule")
     assert unknown.exit_code == 1
     assert "no rule matches 'no-such-rule'" in unknown.stderr

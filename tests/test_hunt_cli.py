@@ -32,6 +32,9 @@ from shellwatch.rules.loader import load_bundled_rules
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 EQL_SEED_ID = "2917d495-59bd-4250-b395-c29409b76086"
+NEW_TERMS_ID = "4203af34-1eac-57d8-b0d4-58a2d525bb80"
+"""The new_terms version of the seed rule: it needs host.id, which only the Elastic Defend sample carries, and
+alerts on each (host.id, command line) pair once."""
 WIDE = "250"
 """Terminal width for table runs: wide enough for every column of the table."""
 
@@ -123,9 +126,9 @@ def test_ndjson_output_is_json_lines_with_six_eql_and_eight_sigma_alerts() -> No
     result = shellwatch("hunt", "--format", "ndjson", str(SAMPLES))
     assert result.exit_code == 0, result.stderr
     alerts = ndjson_alerts(result)
-    assert by_rule(alerts) == {EQL_SEED_ID: 6, sigma_seed_id(): 8}
-    assert len({alert["kibana.alert.uuid"] for alert in alerts}) == 14
-    assert "14 alerts" in result.stderr  # the summary goes to stderr, never into the JSON stream
+    assert by_rule(alerts) == {EQL_SEED_ID: 6, NEW_TERMS_ID: 2, sigma_seed_id(): 8}
+    assert len({alert["kibana.alert.uuid"] for alert in alerts}) == 16
+    assert "16 alerts" in result.stderr  # the summary goes to stderr, never into the JSON stream
 
 
 def test_alerts_are_the_documented_parent_child_events() -> None:
@@ -152,14 +155,14 @@ def test_rerun_gives_the_same_alert_ids() -> None:
     first = ndjson_alerts(shellwatch("hunt", "--format", "ndjson", str(SAMPLES)))
     second = ndjson_alerts(shellwatch("hunt", "--format", "ndjson", str(SAMPLES)))
     assert {a["kibana.alert.uuid"] for a in first} == {a["kibana.alert.uuid"] for a in second}
-    assert len(first) == 14
+    assert len(first) == 16
 
 
 def test_csv_output_has_a_header_and_one_row_per_alert() -> None:
     result = shellwatch("hunt", "--format", "csv", str(SAMPLES))
     assert result.exit_code == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert Counter(row["rule_id"] for row in rows) == {EQL_SEED_ID: 6, sigma_seed_id(): 8}
+    assert Counter(row["rule_id"] for row in rows) == {EQL_SEED_ID: 6, NEW_TERMS_ID: 2, sigma_seed_id(): 8}
     assert sorted((row["parent"], row["process"]) for row in rows if row["rule_id"] == EQL_SEED_ID) == EXPECTED_EQL
     assert all(row["alert_id"] and row["time"].startswith("2024-03-1") for row in rows)
 
@@ -169,7 +172,7 @@ def test_json_output_is_one_array_of_all_alerts() -> None:
     assert result.exit_code == 0, result.stderr
     alerts = json.loads(result.stdout)
     assert isinstance(alerts, list)
-    assert by_rule(alerts) == {EQL_SEED_ID: 6, sigma_seed_id(): 8}
+    assert by_rule(alerts) == {EQL_SEED_ID: 6, NEW_TERMS_ID: 2, sigma_seed_id(): 8}
     assert pairs(alerts, sigma_seed_id()) == EXPECTED_SIGMA
 
 
@@ -182,9 +185,9 @@ def rule_summary_counts(table_output: str) -> list[int]:
 def test_table_output_lists_alerts_and_the_alerts_by_rule_summary() -> None:
     result = shellwatch("hunt", "--format", "table", str(SAMPLES))
     assert result.exit_code == 0, result.stderr
-    assert "14 alerts" in result.stdout
+    assert "16 alerts" in result.stdout
     assert "Alerts by rule" in result.stdout
-    assert rule_summary_counts(result.stdout) == [6, 8]
+    assert rule_summary_counts(result.stdout) == [2, 6, 8]
     for parent, child in EXPECTED_EQL + EXPECTED_SIGMA:
         assert f"{parent} -> {child}" in result.stdout
 
@@ -201,13 +204,13 @@ def test_output_file_receives_the_alerts_and_stdout_stays_empty(tmp_path: Path) 
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     alerts = [json.loads(line) for line in ndjson_file.read_text(encoding="utf-8").splitlines()]
-    assert by_rule(alerts) == {EQL_SEED_ID: 6, sigma_seed_id(): 8}
+    assert by_rule(alerts) == {EQL_SEED_ID: 6, NEW_TERMS_ID: 2, sigma_seed_id(): 8}
 
     table_file = tmp_path / "alerts.txt"
     result = shellwatch("hunt", "--format", "table", "--output", str(table_file), str(SAMPLES))
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
-    assert rule_summary_counts(table_file.read_text(encoding="utf-8")) == [6, 8]
+    assert rule_summary_counts(table_file.read_text(encoding="utf-8")) == [2, 6, 8]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -229,10 +232,10 @@ def test_window_is_closed_at_from_and_open_at_to() -> None:
     moment = "2024-03-16T11:05:51.003Z"
     after = ndjson_alerts(shellwatch("hunt", "--format", "ndjson", "--from", moment, str(SAMPLES)))
     assert pairs(after, EQL_SEED_ID) == [("php.exe", "cmd.exe")]
-    assert by_rule(after) == {EQL_SEED_ID: 1}
+    assert by_rule(after) == {EQL_SEED_ID: 1, NEW_TERMS_ID: 1}
     before = ndjson_alerts(shellwatch("hunt", "--format", "ndjson", "--to", moment, str(SAMPLES)))
     assert ("php.exe", "cmd.exe") not in pairs(before, EQL_SEED_ID)
-    assert len(before) == 13
+    assert len(before) == 14  # the 16 but the EQL and new_terms alerts on that moment
 
 
 def test_bad_time_bound_is_a_usage_error() -> None:
@@ -245,7 +248,7 @@ def test_bad_time_bound_is_a_usage_error() -> None:
 def test_fail_on_alert_exits_1_only_when_there_are_alerts() -> None:
     alerting = shellwatch("hunt", "--format", "ndjson", "--fail-on-alert", str(SAMPLES))
     assert alerting.exit_code == 1
-    assert len(ndjson_alerts(alerting)) == 14
+    assert len(ndjson_alerts(alerting)) == 16
     quiet = shellwatch("hunt", "--format", "ndjson", "--fail-on-alert", str(SAMPLES / "seed-002-event-viewer.xml"))
     assert quiet.exit_code == 0, quiet.stderr
     assert quiet.stdout == ""
@@ -261,7 +264,7 @@ def test_missing_path_and_garbage_file_are_named_and_the_rest_is_hunted(tmp_path
     garbage.write_bytes(b"\x00\x01\x02 this is not a log \xff\xfe" * 20)
     result = shellwatch("hunt", "--format", "ndjson", str(missing), str(garbage), str(SAMPLES))
     assert result.exit_code == 0, result.stderr
-    assert by_rule(ndjson_alerts(result)) == {EQL_SEED_ID: 6, sigma_seed_id(): 8}
+    assert by_rule(ndjson_alerts(result)) == {EQL_SEED_ID: 6, NEW_TERMS_ID: 2, sigma_seed_id(): 8}
     warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 2, result.stderr
     assert str(missing) in result.stderr
@@ -280,7 +283,7 @@ def test_unreadable_file_is_named_and_the_rest_is_hunted(tmp_path: Path) -> None
         locked.chmod(0o600)
     assert result.exit_code == 0, result.stderr
     assert str(locked) in result.stderr
-    assert len(ndjson_alerts(result)) == 14
+    assert len(ndjson_alerts(result)) == 16
 
 
 def test_nothing_readable_exits_3(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def test_exceptions_are_exactly_the_non_ascii_characters_lowering_to_ascii() -> 
 
 def test_seed_rules_need_a_web_server_parent() -> None:
     """Both seed rules need one of their web server names in the parent, and one of their child names."""
-    eql_rule, sigma_rule = load_bundled_rules().rules
+    eql_rule, _, sigma_rule = load_bundled_rules().rules
     process_fields = {"process.name", "process.parent.name", "process.executable", "process.parent.executable"}
     eql_need = requirement(eql_rule.ir, process_fields.__contains__)
     assert eql_need is not None

@@ -98,7 +98,7 @@ def test_bundled_pack_from_the_cache_equals_a_fresh_load(
     fresh = load_bundled_rules(cache=False)
     assert entries(cache_dir) == []
     first = load_bundled_rules()
-    assert len(entries(cache_dir)) == 2
+    assert len(entries(cache_dir)) == len(list(iter_rule_files([loader.bundled_pack_path()])))
     parsing_forbidden()
     cached = load_bundled_rules()
     assert cached == fresh == first
@@ -569,7 +569,7 @@ def test_a_load_that_writes_prunes(tmp_path: Path, cache_dir: Path, monkeypatch:
 def test_a_cached_load_imports_neither_pysigma_nor_eql(cache_dir: Path) -> None:
     script = (
         "import sys; from shellwatch.rules.loader import load_bundled_rules; "
-        "result = load_bundled_rules(); assert len(result.rules) == 2; "
+        "result = load_bundled_rules(); assert len(result.rules) == 3; "
         "print(sorted(m for m in ('sigma', 'eql', 'yaml') if m in sys.modules))"
     )
     env = {**os.environ, cache.CACHE_DIR_ENV: str(cache_dir)}

@@ -22,13 +22,24 @@ level: high
 """
 
 
-def test_bundled_pack_holds_the_two_seed_rules() -> None:
+def test_bundled_pack_holds_the_seed_rules_and_the_new_terms_version() -> None:
     result = load_bundled_rules()
-    assert [(o.status, o.language) for o in result] == [("ok", "eql"), ("ok", "sigma")]
+    assert [(o.status, o.language, o.rule.type if o.rule else None) for o in result] == [
+        ("ok", "eql", "eql"),
+        ("ok", "kuery", "new_terms"),
+        ("ok", "sigma", "sigma"),
+    ]
     assert [r.rule_id for r in result.rules] == [
         "2917d495-59bd-4250-b395-c29409b76086",
+        "4203af34-1eac-57d8-b0d4-58a2d525bb80",
         "12a3e00c-780c-5f9c-bd64-246c13be4bc9",
     ]
+    new_terms = result.rules[1]
+    assert new_terms.name.endswith("(new terms)")
+    assert (new_terms.new_terms_fields, new_terms.history_window_start) == (
+        ("host.id", "process.command_line"),
+        "now-7d",
+    )
     names = sorted(p.name for p in bundled_pack_path().iterdir())
     assert {"README.md", "NOTICE"} <= set(names)
 

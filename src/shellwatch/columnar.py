@@ -37,7 +37,7 @@ import orjson
 
 from shellwatch import pipeline
 from shellwatch.alerts.document import build_alert, rule_fields
-from shellwatch.alerts.hunt_suppression import HuntSuppression
+from shellwatch.alerts.held import HeldAlerts
 from shellwatch.engine.compile_python import compile_predicate
 from shellwatch.engine.compile_sql import (
     DOCUMENT,
@@ -375,17 +375,17 @@ def hunt(
     source: str | None = None,
     process_memory: int = DEFAULT_PROCESS_MEMORY,
     exceptions: ExceptionSpec | None = None,
+    per_match: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """:func:`shellwatch.pipeline.hunt` (same arguments, same alerts in the same order), on the columnar path
     when every path is a file :func:`columnar_supported` admits, every rule compiles to SQL, and nothing asks
-    for what only the streaming path does (a time window, a forced source, exception lists, alert
-    suppression); otherwise the streaming path's ``hunt`` does all of it."""
+    for what only the streaming path does (a time window, a forced source, exception lists); otherwise the
+    streaming path's ``hunt`` does all of it."""
     streaming = (
         start is not None
         or end is not None
         or source is not None
         or exceptions is not None
-        or bool(HuntSuppression(list(rules.rules)))
         or not paths
         or not all(os.path.isfile(path) and columnar_supported(path, COLUMNAR_MIN_BYTES) for path in paths)
     )
@@ -403,11 +403,13 @@ def hunt(
             source=source,
             process_memory=process_memory,
             exceptions=exceptions,
+            per_match=per_match,
         )
         return
     stats = stats if stats is not None else HuntStats()
     began = time.perf_counter()
     detected_at = datetime.now(UTC)
+    held = HeldAlerts([] if per_match else list(rules.rules), detected_at)
     fields_by_rule = [rule_fields(rule) for rule in rules.rules]
     made: set[str] = set()
 
@@ -433,6 +435,9 @@ def hunt(
                 stats.duplicates += 1
                 continue
             made.add(alert["kibana.alert.uuid"])
+            if held and held.applies(index):
+                held.hold(index, alert)
+                continue
             stats.alerts += 1
             stats.alerts_by_rule[(rule.name, rule.severity)] += 1
             yield alert
@@ -444,6 +449,7 @@ def hunt(
         stats.seconds = time.perf_counter() - began
         if on_progress is not None:
             on_progress(stats)
+    yield from pipeline.release_held(held, rules.rules, stats)
     stats.seconds = time.perf_counter() - began
 
 

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from shellwatch.alerts.document import build_alert, rule_fields
 from shellwatch.alerts.exceptions import ExceptionLists
-from shellwatch.alerts.hunt_suppression import HuntSuppression
+from shellwatch.alerts.held import HeldAlerts
 from shellwatch.engine.ruleset import INDEX_FROM_RULES, RuleSet
 from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY, SourceContext
 from shellwatch.normalize.demand import FieldDemand
@@ -85,6 +85,9 @@ class HuntStats:
     """Rule name -> matches its exception lists silenced."""
     suppressed_by_rule: Counter[str] = field(default_factory=Counter)
     """Rule name -> matches folded into another match's alert by the rule's alert suppression."""
+    aggregated_by_rule: Counter[str] = field(default_factory=Counter)
+    """Rule name -> matches of a new_terms or threshold rule that made no alert of their own (not new; counted
+    into a threshold bucket)."""
     problems: list[ReadProblem] = field(default_factory=list)
     seconds: float = 0.0
     workers: int = 1
@@ -385,6 +388,19 @@ def _scan_in_workers(
             yield _InputDone(index)
 
 
+def release_held(held: HeldAlerts, rules: Sequence[Rule], stats: HuntStats) -> Iterator[dict[str, Any]]:
+    """The alerts of the held rules once everything is read, counted into ``stats`` with what they folded."""
+    for rule_index, alert in held.release():
+        rule = rules[rule_index]
+        stats.alerts += 1
+        stats.alerts_by_rule[(rule.name, rule.severity)] += 1
+        yield alert
+    for rule_index, count in held.suppressed.items():
+        stats.suppressed_by_rule[rules[rule_index].name] += count
+    for rule_index, count in held.aggregated.items():
+        stats.aggregated_by_rule[rules[rule_index].name] += count
+
+
 def hunt(
     paths: Sequence[str],
     rules: RuleSet,
@@ -398,8 +414,14 @@ def hunt(
     source: str | None = None,
     process_memory: int = DEFAULT_PROCESS_MEMORY,
     exceptions: ExceptionSpec | None = None,
+    per_match: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Read ``paths`` and yield one alert per (rule, matching event), in input order then rule order.
+
+    Rules whose alerts depend on other matches (new_terms, threshold, alert suppression:
+    :mod:`shellwatch.alerts.held`) make their alerts once everything is read, after the others; ``per_match``
+    yields their matches as plain alerts instead, for a caller that applies their semantics itself (``backtest``
+    replays them run by run).
 
     As in Kibana, an alert id is made once: the same event read twice (two exports of one log) gives one alert.
     ``start``/``end`` keep only events whose @timestamp lies in [start, end); events without a readable timestamp
@@ -443,7 +465,7 @@ def hunt(
     else:
         results = _scan_here(InputScanner(rules, settings), inputs)
     compiled = rules.compiled
-    suppression = HuntSuppression([c.rule for c in compiled])
+    held = HeldAlerts([] if per_match else [c.rule for c in compiled], settings.detected_at)
     try:
         for result in results:
             if type(result) is MatchedAlert:
@@ -453,8 +475,8 @@ def hunt(
                     stats.duplicates += 1
                     continue
                 made.add(alert_id)
-                if suppression and suppression.applies(result.rule_index):
-                    suppression.hold(result.rule_index, alert)
+                if held and held.applies(result.rule_index):
+                    held.hold(result.rule_index, alert)
                     continue
                 rule = compiled[result.rule_index].rule
                 stats.alerts += 1
@@ -482,13 +504,7 @@ def hunt(
                 if on_progress is not None:
                     stats.seconds = time.perf_counter() - began
                     on_progress(stats)
-        for rule_index, alert in suppression.release():
-            rule = compiled[rule_index].rule
-            stats.alerts += 1
-            stats.alerts_by_rule[(rule.name, rule.severity)] += 1
-            yield alert
-        for rule_index, count in suppression.suppressed.items():
-            stats.suppressed_by_rule[compiled[rule_index].rule.name] += count
+        yield from release_held(held, rules.rules, stats)
     finally:
         results.close()
         stats.seconds = time.perf_counter() - began

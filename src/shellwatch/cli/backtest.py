@@ -49,7 +49,10 @@ def _replays(
     stats = HuntStats()
     by_rule: dict[str, list[dict[str, Any]]] = defaultdict(list)
     # Every event is read: a run's window reaches back before --start.
-    for alert in hunt(list(paths), rules, stats=stats, on_problem=on_problem, workers=workers, exceptions=exceptions):
+    matches = hunt(
+        list(paths), rules, stats=stats, on_problem=on_problem, workers=workers, exceptions=exceptions, per_match=True
+    )
+    for alert in matches:
         by_rule[str(alert["kibana.alert.rule.rule_id"])].append(alert)
     replays: dict[str, RuleReplay] = {}
     for rule in rules.rules:

@@ -134,6 +134,15 @@ def _print_summary(console: Console, stats: HuntStats, rule_count: int) -> None:
             Text(f"{sum(stats.suppressed_by_rule.values()):,} matches folded into suppressed alerts: {folded}"),
             soft_wrap=True,
         )
+    if stats.aggregated_by_rule:
+        quiet = ", ".join(f"{safe_text(name)} {count:,}" for name, count in stats.aggregated_by_rule.most_common())
+        console.print(
+            Text(
+                f"{sum(stats.aggregated_by_rule.values()):,} matches of new_terms/threshold rules made no alert "
+                f"of their own (terms not new, or counted in a bucket): {quiet}"
+            ),
+            soft_wrap=True,
+        )
     if stats.problems:
         reasons = stats.problem_reasons()
         console.print(Text(f"{len(stats.problems)} parts of the input skipped:"), soft_wrap=True)

@@ -21,7 +21,8 @@ from shellwatch.rules.sigma_filters import SigmaFilter, sigma_filter_report
 
 
 def find_rules(rules: Sequence[Rule], wanted: str) -> list[Rule]:
-    """Rules with rule_id ``wanted``; else whose id starts with it; else whose name contains it (any case)."""
+    """Rules with rule_id ``wanted``; else whose id starts with it; else named exactly that; else whose name contains
+    it (any case): a rule's full name picks it even when another rule's name extends it."""
     lowered = wanted.lower()
     exact = [rule for rule in rules if rule.rule_id.lower() == lowered]
     if exact:
@@ -29,6 +30,9 @@ def find_rules(rules: Sequence[Rule], wanted: str) -> list[Rule]:
     prefixed = [rule for rule in rules if rule.rule_id.lower().startswith(lowered)]
     if prefixed:
         return prefixed
+    named = [rule for rule in rules if rule.name.lower() == lowered]
+    if named:
+        return named
     return [rule for rule in rules if lowered in rule.name.lower()]
 
 
