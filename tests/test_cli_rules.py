@@ -69,7 +69,11 @@ def test_list_reports_what_did_not_load_on_stderr(mixed_folder: Path) -> None:
 
 @pytest.mark.parametrize(
     "ref",
-    ["2917d495-59bd-4250-b395-c29409b76086", "2917", "web shell detection: script process child of common web processes"],
+    [
+        "2917d495-59bd-4250-b395-c29409b76086",
+        "2917",
+        "web shell detection: script process child of common web processes",
+    ],
 )
 def test_show_finds_a_rule_by_id_prefix_or_name(ref: str) -> None:
     result = run("rules", "show", ref)
