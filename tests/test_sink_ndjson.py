@@ -78,3 +78,20 @@ def test_a_file_rotated_away_is_started_afresh(tmp_path: Path) -> None:
     sink.deliver(make_batch([alert(2)]))
     assert ids_in(path) == ["id-002"]
     assert ids_in(tmp_path / "alerts.ndjson.1") == ["id-001"]
+
+
+def test_each_revision_of_a_suppressed_alert_is_written_once(tmp_path: Path) -> None:
+    """A suppressed alert grows across runs (Kibana updates its ``kibana.alert.suppression.docs_count``): each
+    revision is a line of its own, and a revision delivered again, even by a new process, is not written twice."""
+    path = tmp_path / "alerts.ndjson"
+    first = {**alert(1), "kibana.alert.suppression.docs_count": 0}
+    grown = {**alert(1), "kibana.alert.suppression.docs_count": 4}
+    sink = NdjsonFileSink(path)
+    sink.deliver(make_batch([first]))
+    sink.deliver(make_batch([grown]))
+    sink.deliver(make_batch([grown]))
+    sink.close()
+    NdjsonFileSink(path).deliver(make_batch([first, grown]))
+    counts = [json.loads(line)["kibana.alert.suppression.docs_count"] for line in path.read_bytes().splitlines()]
+    assert ids_in(path) == ["id-001", "id-001"]
+    assert counts == [0, 4]

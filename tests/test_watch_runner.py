@@ -83,9 +83,16 @@ def bundled_rules() -> RuleSet:
     return RuleSet(load_bundled_rules().rules)
 
 
-def hunt_ids(path: Path) -> set[str]:
-    """The alert ids a one-shot hunt over ``path`` creates."""
-    return {alert["kibana.alert.uuid"] for alert in hunt([str(path)], bundled_rules(), workers=1)}
+def seed_rules() -> RuleSet:
+    """The bundled rules that make one alert per match: the seed EQL rule and the seed Sigma rule (the pack's
+    new_terms version of the seed rule is exercised in test_watch_terms.py)."""
+    return RuleSet([rule for rule in load_bundled_rules().rules if rule.type in ("eql", "sigma")])
+
+
+def hunt_ids(path: Path, rules: RuleSet | None = None) -> set[str]:
+    """The alert ids a one-shot hunt over ``path`` creates (with every bundled rule by default)."""
+    chosen = rules if rules is not None else bundled_rules()
+    return {alert["kibana.alert.uuid"] for alert in hunt([str(path)], chosen, workers=1)}
 
 
 def sink_ids(path: Path) -> list[str]:
@@ -148,7 +155,7 @@ def test_a_run_evaluates_the_events_ingested_since_the_previous_run_whatever_the
     write(log, [json.dumps(process_start(1, "w3wp.exe", "cmd.exe")).encode() + b"\n"])
     clock = FakeClock()
     sink = RecordingSink()
-    watcher = Watcher([str(log)], bundled_rules(), state, [sink], clock_ms=clock)
+    watcher = Watcher([str(log)], seed_rules(), state, [sink], clock_ms=clock)
     watcher.ingest()
     first = watcher.run_rules()
     assert [s.created for s in first] == [1, 1]  # both seed rules match w3wp -> cmd
@@ -198,7 +205,7 @@ def test_no_alert_id_is_created_twice_when_a_file_is_read_again(tmp_path: Path, 
     log.write_text(json.dumps(events))
     clock = FakeClock()
     sink = RecordingSink()
-    watcher = Watcher([str(log)], bundled_rules(), state, [sink], clock_ms=clock)
+    watcher = Watcher([str(log)], seed_rules(), state, [sink], clock_ms=clock)
     watcher.ingest()
     watcher.run_rules()
     log.write_text(json.dumps([*events, process_start(3, "httpd.exe", "cmd.exe")]))
@@ -210,7 +217,7 @@ def test_no_alert_id_is_created_twice_when_a_file_is_read_again(tmp_path: Path, 
     watcher.deliver()
     ids = sink.ids()
     assert len(ids) == len(set(ids)) == 8
-    assert set(ids) == hunt_ids(log)
+    assert set(ids) == hunt_ids(log, seed_rules())
 
 
 def test_a_late_run_reports_the_gap_kibana_would_and_fills_it(tmp_path: Path, state: WatchState) -> None:
@@ -278,7 +285,7 @@ def test_undelivered_batches_wait_in_the_outbox_and_a_redelivery_adds_nothing_tw
     down.refuse = True
     alerts_file = tmp_path / "alerts.ndjson"
     ndjson = NdjsonFileSink(alerts_file)
-    watcher = Watcher([str(log)], bundled_rules(), state, [ndjson, down], clock_ms=FakeClock())
+    watcher = Watcher([str(log)], seed_rules(), state, [ndjson, down], clock_ms=FakeClock())
     watcher.ingest()
     watcher.run_rules()
     assert watcher.deliver() == 2  # the NDJSON sink took both rules' batches; the other refused
@@ -373,7 +380,7 @@ def test_a_second_watcher_on_the_same_state_is_refused(tmp_path: Path, state: Wa
 
 def test_signal_handlers_only_set_the_stop_flag(tmp_path: Path, state: WatchState) -> None:
     """The loop returns once the stop event is set, after finishing its step."""
-    watcher = Watcher([str(tmp_path)], bundled_rules(), state, [], settings=WatchSettings(poll=0.05))
+    watcher = Watcher([str(tmp_path)], seed_rules(), state, [], settings=WatchSettings(poll=0.05))
     stop = threading.Event()
     timer = threading.Timer(0.3, stop.set)
     timer.start()

@@ -52,6 +52,7 @@ def test_positions_runs_and_produced_ids_survive_a_reopen(tmp_path: Path) -> Non
         )
         assert state.events_ingested() == 10
         assert state.last_run("rule-b") == (1000, 10)
+        assert (state.run_count("rule-b"), state.run_count("rule-a")) == (1, 0)
         assert state.is_produced("id-2") and not state.is_produced("id-1")
         assert [r.rule_id for r in state.runs()] == ["rule-b"]
     finally:

@@ -196,11 +196,12 @@ def watch_command(
             _say("further problems are not listed")
 
     def on_run(summary: RunSummary) -> None:
-        if summary.created or summary.dropped:
+        if summary.created or summary.dropped or summary.updated:
             dropped = f", {summary.dropped} dropped at max_signals" if summary.dropped else ""
+            updated = f", {summary.updated} suppressed alerts updated" if summary.updated else ""
             _say(
                 f"rule {summary.rule.name!r}: {summary.events} events since its previous run, "
-                f"{summary.created} alerts{dropped}"
+                f"{summary.created} alerts{dropped}{updated}"
             )
 
     sinks: list[AlertSink] = []

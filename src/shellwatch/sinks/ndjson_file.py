@@ -4,8 +4,11 @@ Each batch is written with one append of whole lines and fsynced before :meth:`N
 a reader tailing the file (``tail -f``, an agent shipping it) only ever sees a partial line while a write is in
 progress, never between batches. A crash in the middle of a write leaves a torn last line: opening the file cuts
 it off. Opening also learns which alert ids the file already holds, so a batch delivered again after a crash adds
-only the alerts the file is missing; alert ids are the identity (``kibana.alert.uuid``), not the batch key, because
-a torn batch is half in the file. The file is created owner-only (0600): alerts describe the monitored hosts.
+only the alerts the file is missing; alert revisions are the identity, not the batch key, because a torn batch is
+half in the file. A revision is the alert id (``kibana.alert.uuid``), and for a suppressed alert also its
+``kibana.alert.suppression.docs_count``: a later run that folds more events into the alert delivers it again, and
+that update is a new line (the one with the largest count is current). The file is created owner-only (0600):
+alerts describe the monitored hosts.
 
 If the file is replaced or truncated behind the sink's back (a rotation), the next delivery opens the path again
 and learns its content afresh.
@@ -15,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -23,6 +28,8 @@ from shellwatch.output.json_lines import dumps
 from shellwatch.sinks.base import ALERT_ID, AlertBatch, SinkError
 
 _READ_BLOCK = 1 << 20
+
+DOCS_COUNT = "kibana.alert.suppression.docs_count"
 
 
 class NdjsonFileSink:
@@ -83,7 +90,7 @@ class NdjsonFileSink:
         lines: list[bytes] = []
         adding: set[str] = set()
         for alert in batch.alerts:
-            alert_id = str(alert[ALERT_ID])
+            alert_id = revision(alert)
             if alert_id in self.held or alert_id in adding:
                 continue
             adding.add(alert_id)
@@ -143,8 +150,16 @@ def _alert_id(line: bytes) -> str | None:
         document = orjson.loads(line)
     except orjson.JSONDecodeError:
         return None  # a line this sink did not write whole; left as it is
-    value = document.get(ALERT_ID) if isinstance(document, dict) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(document, dict) or not isinstance(document.get(ALERT_ID), str):
+        return None
+    return revision(document)
+
+
+def revision(alert: Mapping[str, Any]) -> str:
+    """The identity of one revision of an alert: its id, and the count of a suppressed alert."""
+    alert_id = str(alert[ALERT_ID])
+    count = alert.get(DOCS_COUNT)
+    return alert_id if count is None else f"{alert_id}#{count}"
 
 
 def _fsync_directory(path: Path) -> None:

@@ -7,8 +7,14 @@ be killed at any instant (and stopped by a signal between two steps) without los
   with the chunk's matches (``pending``);
 * run: a rule whose interval has elapsed takes its pending matches (the events ingested since its previous run),
   creates at most max_signals alerts (the rest are reported as dropped, as Kibana drops what a run cannot create),
-  never an id already produced, and ONE transaction records the run and puts its alert batch in each sink's outbox;
+  never an id already produced, and ONE transaction records the run, the rule type's state (new_terms history,
+  threshold signal history, suppression groups) and puts its alert batch in each sink's outbox;
 * deliver: each sink is handed the batches waiting for it; a batch leaves a sink's outbox once the sink returned.
+
+What a run makes of its pending matches depends on the rule: one alert per match (query, EQL, Sigma), one per value
+combination new in the history window (new_terms, :mod:`.new_terms`; matches also feed the history as they are
+ingested, in the chunk's transaction), one per group reaching the threshold in each window (threshold,
+:mod:`.threshold`); a rule with ``alert_suppression`` then folds its alerts by group (:mod:`.suppression`).
 """
 
 from __future__ import annotations
@@ -18,20 +24,26 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from shellwatch.alerts.document import build_alert, rule_fields
 from shellwatch.alerts.exceptions import ExceptionLists
+from shellwatch.alerts.hunt_suppression import event_time
 from shellwatch.engine.ruleset import RuleSet
 from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY
 from shellwatch.rules.model import Rule
+from shellwatch.schedule.new_terms import new_terms_alert
 from shellwatch.schedule.runs import DEFAULT_ALERTS_MAX, TIMESTAMP, epoch_millis
-from shellwatch.sinks.base import ALERT_ID, AlertSink, SinkError, make_batch
+from shellwatch.sinks.base import ALERT_ID, AlertSink, SinkError
 from shellwatch.sources.record import ReadProblem
 from shellwatch.watch.follow import Follower, InputCatalog
 from shellwatch.watch.matching import RecordMatcher
+from shellwatch.watch.new_terms import NewPair, WatchedNewTerms
 from shellwatch.watch.schedule import GapNotice, RuleClock
 from shellwatch.watch.state import PendingMatch, RuleRunRecord, WatchState
+from shellwatch.watch.suppression import WatchedSuppression, revision_batch
+from shellwatch.watch.threshold import WatchedThreshold
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,6 +75,12 @@ class RunSummary:
     dropped: int
     """New alerts not created: the run reached max_signals."""
     gap: GapNotice | None
+    updated: int = 0
+    """Alerts of earlier runs delivered again with a larger suppression docs_count (alert suppression)."""
+    suppressed: int = 0
+    """Matches folded into a group's alert, or already counted by an earlier run's group (alert suppression)."""
+    late: int = 0
+    """threshold: events read after every window holding them was searched (Kibana would not count them)."""
 
 
 @dataclass(slots=True)
@@ -122,6 +140,24 @@ class Watcher:
             self._rules[rule.rule_id] = rule
         self._clocks = {rule_id: RuleClock.of(rule, self.settings.run_every) for rule_id, rule in self._rules.items()}
         self._rule_fields = {rule_id: rule_fields(rule) for rule_id, rule in self._rules.items()}
+        connection = state.connection
+        self._new_terms = {
+            rule_id: WatchedNewTerms(rule, connection)
+            for rule_id, rule in self._rules.items()
+            if rule.type == "new_terms"
+        }
+        self._thresholds = {
+            rule_id: WatchedThreshold(rule, connection)
+            for rule_id, rule in self._rules.items()
+            if rule.type == "threshold"
+        }
+        self._suppressions = {
+            rule_id: suppression
+            for rule_id, rule in self._rules.items()
+            if (suppression := WatchedSuppression.of(rule, connection)) is not None
+        }
+        self._inputs_idle = False
+        """Whether the last ingestion found nothing new: every input is read to its end."""
         self._matcher = RecordMatcher(rules, source=self.settings.source, exceptions=exceptions)
         self._catalog = InputCatalog(paths, state.positions(), on_problem, process_memory=self.settings.process_memory)
         for rule_id, count in state.pending_rules().items():
@@ -155,8 +191,13 @@ class Watcher:
                     if former is not None:
                         self.state.forget_position(former)
                     self.state.save_position(chunk.position)
+                observed: dict[str, list[dict[str, Any]]] = {}
                 for match in matches:
                     self.state.add_pending(match.alert_id, match.rule.rule_id, match.event, match.origin)
+                    if match.rule.rule_id in self._new_terms:
+                        observed.setdefault(match.rule.rule_id, []).append(match.event)
+                for rule_id, matched in observed.items():
+                    self._new_terms[rule_id].observe(matched)
                 self.state.count_events(events)
             follower.advance(chunk.position)
             if chunk.note:
@@ -164,6 +205,7 @@ class Watcher:
             self.totals.events += events
             self.totals.chunks += 1
             committed += 1
+        self._inputs_idle = committed == 0
         return committed
 
     # -------------------------------------------------------------------------------------------------- runs
@@ -176,38 +218,49 @@ class Watcher:
             last = self.state.last_run(rule_id)
             if not force and not self._clocks[rule_id].due(None if last is None else last[0], now_ms):
                 continue
-            summary = self._run(rule, now_ms, last)
+            summary = self._run(rule, now_ms, last, inputs_idle=force or self._inputs_idle)
             summaries.append(summary)
             self._on_run(summary)
         return summaries
 
-    def _run(self, rule: Rule, now_ms: int, last: tuple[int, int] | None) -> RunSummary:
+    def _run(self, rule: Rule, now_ms: int, last: tuple[int, int] | None, *, inputs_idle: bool) -> RunSummary:
         started = datetime.fromtimestamp(now_ms / 1000, UTC)
         cap = min(rule.max_signals, self.settings.alerts_max)
         gap = self._clocks[rule.rule_id].gap(rule, None if last is None else last[0], now_ms)
+        suppression = self._suppressions.get(rule.rule_id)
         with self.state.transaction():
             pending = self.state.pending_for(rule.rule_id)
             events_now = self.state.events_ingested()
             # As a Kibana search sorts its hits, the earliest events come first when max_signals cuts the run.
             pending.sort(key=_event_order(rule.timestamp_override))
-            alerts: list[dict[str, Any]] = []
-            duplicates = dropped = 0
-            for match in pending:
-                if self.state.is_produced(match.alert_id):
-                    duplicates += 1
-                elif len(alerts) >= cap:
-                    dropped += 1
-                else:
-                    alert = build_alert(
-                        rule,
-                        match.event,
-                        origin=match.origin,
-                        detected_at=started,
-                        rule_fields_cache=self._rule_fields[rule.rule_id],
-                    )
-                    # The id decided at ingestion is the one recorded as produced: it is the alert's, whatever.
-                    alert[ALERT_ID] = match.alert_id
-                    alerts.append(alert)
+            found = self._candidates(rule, pending, started, now_ms, cap, inputs_idle)
+            fresh = [c for c in found.candidates if not self.state.is_produced(c.alert_id)]
+            duplicates = len(found.candidates) - len(fresh)
+            dropped = found.dropped
+            updated: list[dict[str, Any]] = []
+            suppressed = 0
+            produced: list[str] = []
+            if suppression is None:
+                room = len(fresh) if found.capped else cap
+                alerts = [candidate.build() for candidate in fresh[:room]]
+                dropped += len(fresh) - len(alerts)
+            else:
+                offers = []
+                for candidate in fresh:
+                    alert = candidate.build()
+                    offers.append((alert, event_time(alert, rule) or started))
+                result = suppression.run(
+                    f"{now_ms}:{self.state.run_count(rule.rule_id)}",
+                    offers,
+                    started_at=started,
+                    max_new_alerts=None if found.capped else cap,
+                )
+                alerts, updated = result.created, result.updated
+                dropped += result.decisions.get("dropped_max_signals", 0)
+                suppressed = result.decisions.get("folded", 0) + result.decisions.get("already_suppressed", 0)
+                # Every offered match is handled, folded or not: one read again must not be offered again.
+                produced.extend(c.alert_id for c in fresh)
+            produced.extend(str(alert[ALERT_ID]) for alert in alerts)
             record = RuleRunRecord(
                 rule_id=rule.rule_id,
                 started_ms=now_ms,
@@ -218,16 +271,23 @@ class Watcher:
                 dropped=dropped,
                 gap_ms=0 if gap is None else int(gap.gap.total_seconds() * 1000),
             )
-            self.state.record_run(record, [alert[ALERT_ID] for alert in alerts], events_now)
-            if alerts:
-                self.state.enqueue(make_batch(alerts), [sink.name for sink in self.sinks])
+            self.state.record_run(record, list(dict.fromkeys(produced)), events_now)
+            if alerts or updated:
+                self.state.enqueue(revision_batch([*alerts, *updated]), [sink.name for sink in self.sinks])
             self.state.clear_pending(rule.rule_id)
+            if rule.rule_id in self._new_terms:
+                self._new_terms[rule.rule_id].prune(now_ms)
         self.totals.runs += 1
         self.totals.alerts += len(alerts)
         self.totals.dropped += dropped
         if gap is not None:
             self.totals.gaps.append(gap)
             self._on_notice(gap.message())
+        if found.late:
+            self._on_notice(
+                f"rule {rule.name!r}: {found.late} events read after every threshold window holding them was "
+                "searched; not counted (Kibana would not search them either)"
+            )
         return RunSummary(
             rule=rule,
             started=started,
@@ -237,7 +297,48 @@ class Watcher:
             duplicates=duplicates,
             dropped=dropped,
             gap=gap,
+            updated=len(updated),
+            suppressed=suppressed,
+            late=found.late,
         )
+
+    def _candidates(
+        self, rule: Rule, pending: list[PendingMatch], started: datetime, now_ms: int, cap: int, inputs_idle: bool
+    ) -> _Found:
+        """The alerts a run may create from its pending matches, by rule type, in the order they are created."""
+        fields = self._rule_fields[rule.rule_id]
+
+        def plain(match: PendingMatch) -> dict[str, Any]:
+            alert = build_alert(rule, match.event, origin=match.origin, detected_at=started, rule_fields_cache=fields)
+            # The id decided at ingestion is the one recorded as produced: it is the alert's, whatever.
+            alert[ALERT_ID] = match.alert_id
+            return alert
+
+        watched_terms = self._new_terms.get(rule.rule_id)
+        if watched_terms is not None:
+
+            def first_of_terms(new: NewPair) -> dict[str, Any]:
+                return new_terms_alert(
+                    build_alert(rule, new.match.event, origin=new.match.origin, detected_at=started,
+                                rule_fields_cache=fields),
+                    rule,
+                    new.terms,
+                )  # fmt: skip
+
+            finding = watched_terms.find(pending)
+            return _Found([_Candidate(new.alert_id, partial(first_of_terms, new)) for new in finding.new])
+        watched_threshold = self._thresholds.get(rule.rule_id)
+        if watched_threshold is not None:
+            outcome = watched_threshold.run(
+                pending, now_ms=now_ms, inputs_idle=inputs_idle, limit=cap, detected_at=started
+            )
+            return _Found(
+                [_Candidate(str(alert[ALERT_ID]), partial(dict, alert)) for alert in outcome.alerts],
+                dropped=outcome.dropped,
+                capped=True,
+                late=outcome.late,
+            )
+        return _Found([_Candidate(match.alert_id, partial(plain, match)) for match in pending])
 
     # --------------------------------------------------------------------------------------------- delivery
 
@@ -290,6 +391,26 @@ class Watcher:
                 stop.wait(self.settings.poll)
         self.deliver()
         return self.totals
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """An alert a run may create: its id (known before the document is built) and how to build it."""
+
+    alert_id: str
+    build: Callable[[], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A run's candidate alerts, in creation order."""
+
+    candidates: list[_Candidate]
+    dropped: int = 0
+    """Alerts the rule type already cut at max_signals (threshold buckets)."""
+    capped: bool = False
+    """Whether max_signals is already applied (threshold: per window, before duplicates are looked at)."""
+    late: int = 0
 
 
 ONCE_FLUSH_SECONDS = 5.0

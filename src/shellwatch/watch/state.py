@@ -346,6 +346,11 @@ class WatchState:
         )
         return run_id
 
+    def run_count(self, rule_id: str) -> int:
+        """How many runs of the rule are stored."""
+        row = self._connection.execute("SELECT count(*) FROM rule_run WHERE rule_id = ?", (rule_id,)).fetchone()
+        return int(row[0])
+
     def runs(self, rule_id: str | None = None) -> list[RuleRunRecord]:
         """Stored runs, oldest first (of one rule, or all)."""
         query = "SELECT rule_id, started_ms, events, matches, created, duplicates, dropped, gap_ms FROM rule_run"
