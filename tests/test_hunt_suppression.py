@@ -129,3 +129,30 @@ def test_invalid_suppression_is_a_rule_error(setting: str, message: str) -> None
     outcome = load_elastic_toml(SEED.read_text() + "\n[rule.alert_suppression]\n" + setting, str(SEED))[0]
     assert outcome.status == "error"
     assert message in outcome.reason
+
+
+def test_backtest_replays_suppression_run_by_run(tmp_path: Path) -> None:
+    """In a backtest the rule runs every 5 minutes over the last 9 (the seed rule's schedule) and suppresses per
+    rule execution: a run makes one alert per group from what its search found; an event an earlier run already
+    alerted on is a duplicate, and a group does not outlive its run (Kibana "Suppress detection alerts": "Per rule
+    execution: Create an alert each time the rule runs and meets its criteria")."""
+    from click.testing import CliRunner
+
+    from shellwatch.cli import main
+
+    rule_file = tmp_path / "rule.toml"
+    rule_file.write_text(SEED.read_text() + '\n[rule.alert_suppression]\ngroup_by = ["host.name"]\n')
+    # Runs start at the first match (11:00): the 11:00 run finds the 11:00 event; the 11:05 run finds it again
+    # (a duplicate) with 11:01 and 11:02, which make one new alert standing for two events.
+    events = [_event(m, "web01", f"cmd.exe /c whoami {m}") for m in (0, 1, 2)]
+    log = tmp_path / "events.ndjson"
+    log.write_text("".join(json.dumps(e) + "\n" for e in events))
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        main, ["backtest", "--rules", str(rule_file), str(log)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 matching events, 3 alerts created" in result.output  # the plain replay
+    assert (
+        "with its alert suppression by host.name (per rule execution): 2 alerts created, 1 matches folded into "
+        "them, 0 updates of alerts of earlier runs"
+    ) in result.output

@@ -33,6 +33,7 @@ from shellwatch.pipeline import ExceptionSpec, HuntStats, hunt
 from shellwatch.rules.model import Rule
 from shellwatch.schedule.new_terms import NewTermsSearch
 from shellwatch.schedule.runs import Replay, RuleSchedule, Totals, alert_candidate, replay, replay_search
+from shellwatch.schedule.suppressed import SuppressedReplay, replay_suppression
 from shellwatch.schedule.threshold import ThresholdSearch
 from shellwatch.sources.record import ReadProblem
 
@@ -65,9 +66,10 @@ def _replays(
 class RuleReplay:
     """A rule's replay and, for new_terms and threshold rules, a line on what their searches found."""
 
-    def __init__(self, result: Replay, note: str | None = None) -> None:
+    def __init__(self, result: Replay, note: str | None = None, suppressed: SuppressedReplay | None = None) -> None:
         self.result = result
         self.note = note
+        self.suppressed = suppressed
 
     @property
     def totals(self) -> Totals:
@@ -101,7 +103,18 @@ def replay_rule(
             f"over the windows, {result.totals.created:,} alerted"
         )
         return RuleReplay(result, note)
-    return RuleReplay(replay(schedule, (alert_candidate(a, schedule) for a in alerts), start, end))
+    result = replay(schedule, (alert_candidate(a, schedule) for a in alerts), start, end)
+    suppressed = replay_suppression(rule, result, alerts)
+    if suppressed is None:
+        return RuleReplay(result)
+    grouping = suppressed.settings
+    scope = "per rule execution" if grouping.duration_seconds is None else f"for {grouping.duration_seconds} s"
+    note = (
+        f"  with its alert suppression by {', '.join(grouping.group_by)} ({scope}): "
+        f"{suppressed.created:,} alerts created, {suppressed.folded:,} matches folded into them, "
+        f"{sum(run.updated for run in suppressed.runs):,} updates of alerts of earlier runs"
+    )
+    return RuleReplay(result, note, suppressed)
 
 
 _SEARCH_WORDS = {
