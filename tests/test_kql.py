@@ -12,7 +12,18 @@ Sources cited:
 - [es-wildcard-query] https://www.elastic.co/docs/reference/query-languages/query-dsl/query-dsl-wildcard-query
 - [ecs-wildcard] https://github.com/elastic/ecs/blob/main/rfcs/text/0001-wildcard-data-type.md
 - [lucene] Lucene classic QueryParser syntax (org.apache.lucene.queryparser.classic), as Elasticsearch's
-  query_string documents it.
+  query_string documents it; its grammar QueryParser.jj (a term neither starts with + - nor holds / or !;
+  /.../ is a regular expression).
+- [ecs-csv] elastic/ecs generated/csv/fields.csv (ECS 8.12): the type of every ECS field.
+- [uax29] https://www.unicode.org/reports/tr29/ word boundaries (WB6/WB7 letter x MidLetter|MidNumLetQ x letter,
+  WB11/WB12 digit x MidNum|MidNumLetQ x digit; COLON is MidLetter in WordBreakProperty.txt), which Lucene's
+  StandardTokenizer implements (https://www.elastic.co/docs/reference/text-analysis/analysis-standard-tokenizer).
+- [es-range] https://www.elastic.co/docs/reference/query-languages/query-dsl/query-dsl-range-query ("Missing date
+  components": gt/lte round missing time fields up to 23:59:59.999; time_zone applies to dates without one);
+  elastic/elasticsearch DateFieldMapper.DateFieldType (rangeQuery parses gt/lte bounds rounding up, then +1/-1
+  for exclusive ends; termQuery is rangeQuery(value, value, true, true); values resolve to epoch milliseconds),
+  JavaDateFormatter ROUND_UP_BASE_FIELDS, DateFormatters STRICT_DATE_OPTIONAL_TIME_FORMATTER (fraction of 1-9
+  digits, offsets +HH:mm / +HHmm), RangeQueryBuilder.doToQuery (null from and to: an exists query).
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ from shellwatch.query.ecs_field_types import base_field, field_type
 from shellwatch.query.errors import QueryError, UnsupportedQuery
 from shellwatch.query.ir import And, Case, Equals, Exists, Not, Wildcard
 from shellwatch.query.kibana_filters import compile_dsl, compile_filter, compile_filters
-from shellwatch.query.kql import KqlIs, KqlOr, analyze, parse_kql, parse_kql_syntax
+from shellwatch.query.kql import KqlIs, KqlOr, analyze, match_test, parse_kql, parse_kql_syntax
 from shellwatch.query.lucene import parse_lucene
 
 
@@ -93,10 +104,28 @@ def test_syntax_tree_keeps_quoting_and_wildcards() -> None:
         ("process.code_signature.trusted", "boolean"),
         ("winlog.event_data.CommandLine", "unknown"),
         ("vulnerability.severity", "keyword"),
+        ("registry.data.bytes", "keyword"),
+        ("threat.indicator.registry.data.bytes", "keyword"),
+        ("source.bytes", "long"),
+        ("http.response.body.bytes", "long"),
+        ("file.x509.version_number", "keyword"),
+        ("file.elf.sections.physical_offset", "keyword"),
+        ("process.code_signature.timestamp", "date"),
+        ("email.delivery_timestamp", "date"),
+        ("package.installed", "date"),
+        ("file.pe.sections.entropy", "long"),
+        ("process.tty.rows", "long"),
+        ("host.cpu.usage", "float"),
+        ("user.risk.static_score", "float"),
+        ("vulnerability.score.temporal", "float"),
+        ("dll.pe.go_stripped", "boolean"),
+        ("volume.removable", "boolean"),
+        ("volume.size", "long"),
     ],
 )
 def test_ecs_field_types(field: str, kind: str) -> None:
-    """[ecs-wildcard] the wildcard fields; ECS types by leaf; fields outside ECS are unknown."""
+    """[ecs-wildcard]+[ecs-csv] the wildcard fields; ECS types by leaf, including leaves whose name misleads
+    (registry.data.bytes holds base64 text: keyword); fields outside ECS are unknown."""
     assert field_type(field) == kind
 
 
@@ -120,6 +149,126 @@ def test_wildcard_value_on_keyword_is_an_anchored_case_sensitive_wildcard() -> N
 
 def test_standard_analyzer_words() -> None:
     assert analyze("C:\\Windows\\System32\\CMD.EXE /c don't") == ["c", "windows", "system32", "cmd.exe", "c", "don't"]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("python3.exe", ["python3", "exe"]),
+        ("cmd.exe", ["cmd.exe"]),
+        ("a.1 1.a", ["a", "1", "1", "a"]),
+        ("1.5 1,000 3;4", ["1.5", "1,000", "3;4"]),
+        ("1,a a,b", ["1", "a", "a", "b"]),
+        ("O'Neil l\u2019eau", ["o'neil", "l\u2019eau"]),
+        ("urn:x foo::bar", ["urn:x", "foo", "bar"]),
+        ("a_b.c x_.y", ["a_b.c", "x_", "y"]),
+        ("v2.0.1 x..y", ["v2.0.1", "x", "y"]),
+    ],
+)
+def test_standard_tokenizer_joins_only_like_letters_or_like_digits(text: str, words: list[str]) -> None:
+    """[uax29] a joiner needs a letter on both sides (WB6/WB7) or a digit on both sides (WB11/WB12); ``_`` joins
+    anything (WB13a/b); ``.`` after a digit does not join a letter."""
+    assert analyze(text) == words
+
+
+@pytest.mark.parametrize(
+    ("query", "value", "expected"),
+    [
+        ("message:exe", "ran C:\\python3.exe", True),
+        ("message:python3", "ran C:\\python3.exe", True),
+        ("message:exe", "ran cmd.exe", False),
+        ('message:"python3 exe"', "python3.exe", True),
+        ('message:"a b"', "a.b", False),
+        ('message:"a b"', "a-b", True),
+        ("message:*.exe", "cmd.exe", True),
+        ("message:*.exe", "python3.exe", False),
+        ("message:*exe", "python3.exe", True),
+    ],
+)
+def test_text_field_matching_uses_the_tokenizer_words(query: str, value: str, expected: bool) -> None:
+    """[uax29] match, match_phrase and wildcard terms on a text field see the words the tokenizer makes: a
+    wildcard term matches one word, so its literal ``.`` must be a joining one."""
+    assert _matches(parse_kql(query), {"message": value}) is expected
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dates
+
+
+_DAY = "2024-01-02"
+
+
+@pytest.mark.parametrize(
+    ("query", "instant", "expected"),
+    [
+        # A literal without zone is UTC; seconds without fraction round up for >: the whole second is excluded.
+        ('@timestamp > "2024-01-02T03:04:05"', "2024-01-02T03:04:05Z", False),
+        ('@timestamp > "2024-01-02T03:04:05"', "2024-01-02T03:04:05.999Z", False),
+        ('@timestamp > "2024-01-02T03:04:05"', "2024-01-02T03:04:06.000Z", True),
+        ('@timestamp >= "2024-01-02T03:04:05"', "2024-01-02T03:04:05.000Z", True),
+        # Millisecond resolution on both sides: .123456 is .123.
+        ('@timestamp > "2024-01-02T03:04:05.123456Z"', "2024-01-02T03:04:05.123999Z", False),
+        ('@timestamp >= "2024-01-02T03:04:05.123456Z"', "2024-01-02T03:04:05.123Z", True),
+        ('@timestamp < "2024-01-02T03:04:05.1239Z"', "2024-01-02T03:04:05.1231Z", False),
+        # Offsets: 04:00:00+02:00 is 02:00Z, on either side.
+        ('@timestamp < "2024-01-02T04:00:00+02:00"', "2024-01-02T01:59:59.999Z", True),
+        ('@timestamp < "2024-01-02T04:00:00+02:00"', "2024-01-02T02:00:00Z", False),
+        ('@timestamp < "2024-01-02T04:00:00+0200"', "2024-01-02T02:00:00Z", False),
+        ('@timestamp >= "2024-01-02T02:00:00Z"', "2024-01-02T03:30:00+01:00", True),
+        ('@timestamp >= "2024-01-02T02:00:00Z"', "2024-01-02T02:30:00+01:00", False),
+        # lte rounds a bare date up to its last millisecond; lt does not.
+        (f"@timestamp <= {_DAY}", "2024-01-02T23:59:59.999Z", True),
+        (f"@timestamp <= {_DAY}", "2024-01-03T00:00:00.000Z", False),
+        (f"@timestamp < {_DAY}", "2024-01-01T23:59:59.999Z", True),
+        (f"@timestamp < {_DAY}", "2024-01-02T00:00:00.000Z", False),
+        # A term on a date is the range [rounded down, rounded up].
+        (f"@timestamp:{_DAY}", "2024-01-02T12:00:00Z", True),
+        (f"@timestamp:{_DAY}", "2024-01-03T00:00:00Z", False),
+        ('@timestamp:"2024-01-02T03:04:05Z"', "2024-01-02T03:04:05.500Z", True),
+        # A number is epoch milliseconds (the default format's second half), on either side.
+        ("@timestamp >= 1704153600000", "2024-01-02T00:00:00Z", True),
+        ("@timestamp >= 1704153600000", "2024-01-01T23:59:59.999Z", False),
+        (f"@timestamp >= {_DAY}", 1704153600000, True),
+        (f"@timestamp >= {_DAY}", "1704153599999", False),
+    ],
+)
+def test_date_ranges_compare_instants_in_milliseconds(query: str, instant: object, expected: bool) -> None:
+    """[es-range] Elasticsearch compares a date field's epoch milliseconds with the literal parsed to epoch
+    milliseconds, not strings."""
+    assert _matches(parse_kql(query), {"@timestamp": instant}) is expected
+
+
+@pytest.mark.parametrize("value", ["yesterday", True, "2024-13-01T00:00:00Z", None, [], float("nan")])
+def test_values_that_are_not_dates_match_no_date_range(value: object) -> None:
+    """[es-range] a value Elasticsearch could not index as a date is not in any range (nor outside it)."""
+    assert not _matches(parse_kql("@timestamp > 2000-01-01"), {"@timestamp": value})
+    assert not _matches(parse_kql("@timestamp < 2100-01-01"), {"@timestamp": value})
+
+
+def test_invalid_date_literals_are_errors_and_date_math_unsupported() -> None:
+    """[es-range] Elasticsearch rejects an impossible date; ``now`` needs the run time."""
+    with pytest.raises(QueryError, match="not a valid date"):
+        parse_kql("@timestamp > 2024-13-01")
+    with pytest.raises(UnsupportedQuery) as raised:
+        parse_kql("@timestamp:now")
+    assert raised.value.feature == "KQL exact date"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Huge numbers
+
+
+def test_integer_literals_beyond_any_field_are_query_errors_not_crashes() -> None:
+    """CPython's int() refuses more than 4,300 digits (ValueError); Elasticsearch's widest integer has 20."""
+    huge = "9" * 5000
+    with pytest.raises(QueryError, match="digits"):
+        parse_kql(f"destination.port:{huge}")
+    with pytest.raises(QueryError, match="digits"):
+        parse_kql(f"winlog.event_data.Count > {huge}")
+    with pytest.raises(QueryError, match="digits"):
+        parse_lucene(f"destination.port:{huge}")
+    # On a keyword field the digits are a term like any other.
+    assert _matches(match_test("process.name", huge, phrase=False), {"process.name": huge})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -203,6 +352,47 @@ def test_filters_without_any_enabled_hold() -> None:
     assert _matches(compile_filters([]), {})
 
 
+def test_null_range_bounds_are_open_ends() -> None:
+    """[es-range] RangeQueryBuilder: a null from/to is unbounded; with both null the range is an exists query."""
+    upper_only = compile_dsl({"range": {"destination.port": {"gte": None, "lt": 20}}})
+    assert _matches(upper_only, {"destination.port": 3}) and not _matches(upper_only, {"destination.port": 20})
+    assert not _matches(upper_only, {"destination.port": "None"})
+    unbounded = compile_dsl({"range": {"@timestamp": {"gte": None, "lte": None}}})
+    assert unbounded == Exists("@timestamp")
+
+
+@pytest.mark.parametrize(
+    ("params", "instant", "expected"),
+    [
+        ({"gte": "2024-01-02T00:00:00", "time_zone": "+02:00"}, "2024-01-01T22:00:00Z", True),
+        ({"gte": "2024-01-02T00:00:00", "time_zone": "+02:00"}, "2024-01-01T21:59:59.999Z", False),
+        ({"gte": "2024-01-02T00:00:00Z", "time_zone": "+02:00"}, "2024-01-01T22:00:00Z", False),
+        ({"gte": "2024-07-01T00:00:00", "time_zone": "Europe/Paris"}, "2024-06-30T22:00:00Z", True),
+        ({"gte": "2024-07-01T00:00:00", "time_zone": "Europe/Paris"}, "2024-06-30T21:59:59Z", False),
+        ({"lte": "2024-01-02", "format": "strict_date_optional_time"}, "2024-01-02T23:59:59.999Z", True),
+        ({"gte": 1704153600000}, "2024-01-02T00:00:00Z", True),
+        ({"gte": 1704153600000}, "2024-01-01T23:59:59Z", False),
+    ],
+)
+def test_filter_date_ranges_apply_time_zone_and_epoch_millis(
+    params: dict[str, Any], instant: str, expected: bool
+) -> None:
+    """[es-range] time_zone converts dates written without a zone (not those with one); a number is epoch
+    milliseconds under the default format."""
+    assert _matches(compile_dsl({"range": {"@timestamp": params}}), {"@timestamp": instant}) is expected
+
+
+def test_filter_date_formats_beyond_iso_and_epoch_are_unsupported() -> None:
+    with pytest.raises(UnsupportedQuery) as raised:
+        compile_dsl({"range": {"@timestamp": {"gte": "01/02/2024", "format": "dd/MM/yyyy"}}})
+    assert raised.value.feature == "filter range format"
+    with pytest.raises(UnsupportedQuery):
+        # Without epoch_millis in the format a number is not a date shellwatch reads.
+        compile_dsl({"range": {"@timestamp": {"gte": 1704153600000, "format": "strict_date_optional_time"}}})
+    with pytest.raises(QueryError):
+        compile_dsl({"range": {"@timestamp": {"gte": "2024-01-02", "time_zone": "+25:00"}}})
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Lucene subset
 
@@ -232,3 +422,19 @@ def test_lucene_errors_name_their_position() -> None:
     with pytest.raises(QueryError) as raised:
         parse_lucene('a:"x')
     assert raised.value.position == (1, 3)
+
+
+@pytest.mark.parametrize(("query", "column"), [("a:b/c", 4), ("a/b", 2), ("field:-x", 7), ("field:+x", 7)])
+def test_lucene_slash_opens_a_regex_and_a_term_does_not_start_with_an_operator(query: str, column: int) -> None:
+    """[lucene] ``/`` is no term character (``a/b`` leaves an unterminated regular expression) and the term after
+    ``field:`` cannot start with ``-`` or ``+``: Elasticsearch's query_string fails on both."""
+    with pytest.raises(QueryError) as raised:
+        parse_lucene(query)
+    assert raised.value.position == (1, column)
+
+
+def test_lucene_escaped_slash_and_inner_dash_stay_in_the_term() -> None:
+    """[lucene] ``\\/`` is an escaped character and ``-`` may follow a term's first character."""
+    assert _matches(parse_lucene("a:x\\/y-z"), {"a": "x/y-z"})
+    node = parse_lucene("path:/usr/ OR b:1")
+    assert _matches(node, {"path": "usr"}) and not _matches(node, {"path": "/usr/"})

@@ -18,7 +18,8 @@ applies a function to every combination of a multi-valued field's values) and a 
 
 Besides Elasticsearch's functions the registry holds the ones the front ends need to express operators on
 computed values: ``wildcard`` (IR wildcard patterns, see :mod:`shellwatch.engine.patterns`), ``regex`` (Lucene
-regular expressions), ``is_null`` and ``is_not_null``.
+regular expressions), ``is_null``, ``is_not_null`` and ``epoch_millis`` (a ``date`` field's value as the epoch
+milliseconds Elasticsearch indexes, see :func:`iso_date_millis`).
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 
 from shellwatch.engine.patterns import PatternError, compile_lucene, compile_wildcards
+from shellwatch.normalize.timestamps import iso_utc
 
 
 class FunctionError(ValueError):
@@ -323,6 +326,104 @@ def _cidr_match(args: Sequence[object], insensitive: bool) -> object:
     return any(address.version == net.version and address in net for net in networks)
 
 
+# -- dates ---------------------------------------------------------------------------------------------------
+#
+# Elasticsearch's ``date`` type stores epoch milliseconds, and an ECS ``date`` field is mapped with the default
+# format ``strict_date_optional_time||epoch_millis``. ``strict_date_optional_time`` (DateFormatters.java,
+# STRICT_DATE_OPTIONAL_TIME_FORMATTER) reads ``yyyy[-MM[-dd]]`` then optionally ``T`` and
+# ``HH[:mm[:ss[.fraction]]]`` and a zone (``Z``, ``+HH:mm``, ``+HHmm``, ``+HH``); the fraction has 1 to 9
+# digits, of which a millisecond field keeps 3 (truncated). When Elasticsearch parses the upper end of a range
+# (``lte``) or the lower end of an exclusive one (``gt``) it rounds up: missing time fields become 23:59:59.999
+# (JavaDateFormatter ROUND_UP_BASE_FIELDS); month and day default to 01 either way.
+
+_ISO_DATE_TIME = re.compile(
+    r"(?P<year>\d{4})(?:-(?P<month>\d{2})(?:-(?P<day>\d{2}))?)?"
+    r"(?:T(?:(?P<hour>\d{2})(?::(?P<minute>\d{2})(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d{1,9}))?)?)?)?"
+    r"(?P<zone>Z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
+_EPOCH_MILLIS = re.compile(r"-?\d{1,18}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_SECOND = timedelta(seconds=1)
+
+
+def iso_date_millis(text: str, *, zone: tzinfo = UTC, round_up: bool = False) -> int | None:
+    """``text`` read by ``strict_date_optional_time`` as epoch milliseconds, or None when it has not that shape.
+
+    ``zone`` applies when the text carries no zone of its own (Elasticsearch's ``time_zone``, UTC by default);
+    ``round_up`` fills missing time fields with their largest value, as Elasticsearch does for ``gt`` and ``lte``
+    bounds. :class:`FunctionError` when the shape is right but a field is out of range (month 13).
+    """
+    match = _ISO_DATE_TIME.fullmatch(text)
+    if match is None:
+        return None
+    parts = match.groupdict()
+    try:
+        moment = datetime(
+            int(parts["year"]),
+            int(parts["month"] or 1),
+            int(parts["day"] or 1),
+            int(parts["hour"] or (23 if round_up else 0)),
+            int(parts["minute"] or (59 if round_up else 0)),
+            int(parts["second"] or (59 if round_up else 0)),
+            tzinfo=_zone_of(parts["zone"]) or zone,
+        )
+    except ValueError as exc:
+        raise FunctionError(f"{text!r} is not a valid date: {exc}") from None
+    fraction = parts["fraction"]
+    millis = int(fraction[:3].ljust(3, "0")) if fraction else (999 if round_up else 0)
+    return (moment - _EPOCH) // _ONE_SECOND * 1000 + millis
+
+
+def _zone_of(text: str | None) -> tzinfo | None:
+    if text is None:
+        return None
+    if text == "Z":
+        return UTC
+    digits = text[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+    if hours > 18 or minutes > 59:
+        raise FunctionError(f"invalid zone offset {text!r}")
+    offset = timedelta(hours=hours, minutes=minutes)
+    return timezone(-offset if text[0] == "-" else offset)
+
+
+def epoch_millis_value(value: object) -> int | None:
+    """An event's ``date`` field value as the epoch milliseconds Elasticsearch would have indexed, or None when
+    it is not a date Elasticsearch accepts (the document would not have been indexed with that value).
+
+    Strings read as ``strict_date_optional_time`` (no zone: UTC), then as ``epoch_millis``; other date-time
+    text the normalizer understands (``2024-01-02 03:04:05``) as it reads it; numbers are epoch milliseconds.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return math.floor(value) if math.isfinite(value) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        millis = iso_date_millis(value)
+    except FunctionError:
+        return None
+    if millis is not None:
+        return millis
+    if _EPOCH_MILLIS.fullmatch(value):
+        return int(value)
+    normalized = iso_utc(value)
+    if normalized is None or normalized == value:
+        return None
+    try:
+        return iso_date_millis(normalized)
+    except FunctionError:
+        return None
+
+
+def _epoch_millis(args: Sequence[object], insensitive: bool) -> object:
+    (value,) = args
+    return None if value is None else epoch_millis_value(value)
+
+
 # -- operators on computed values ----------------------------------------------------------------------------
 
 
@@ -381,6 +482,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("regex", "regex", 2, None, True, True, _regex),
         FunctionSpec("is_null", "is_null", 1, 1, False, True, _is_null),
         FunctionSpec("is_not_null", "is_not_null", 1, 1, False, True, _is_not_null),
+        FunctionSpec("epoch_millis", "epoch_millis", 1, 1, False, False, _epoch_millis),
     )
 }
 """Every function an IR ``Call`` may name, by canonical lower-case name."""

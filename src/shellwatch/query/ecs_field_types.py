@@ -16,7 +16,10 @@ What the table holds, and where each part comes from:
 * ``match_only_text``: ``message``, ``error.message`` and every ``.text`` multi-field (ECS RFC 0000
   "match_only_text"); these are analyzed with the standard analyzer.
 * Numbers, dates, IPs and booleans: the ECS leaves of those types (``*.port``, ``*.bytes``, ``*.pid``,
-  ``*.ip``, ``@timestamp``...), by leaf name, since ECS reuses its field sets under many prefixes.
+  ``*.ip``, ``@timestamp``...), by leaf name, since ECS reuses its field sets under many prefixes; checked
+  against ECS 8.12 ``generated/csv/fields.csv``, including the leaves whose name misleads
+  (``registry.data.bytes`` is the base64 text of the value: ``keyword``; ``x509.version_number`` and
+  ``elf.sections.physical_offset`` are ``keyword``).
 * ``.caseless``: Elastic Defend's multi-field (``process.name.caseless``...) is a ``keyword`` with a lowercase
   normalizer (elastic/endpoint-package custom_schemas); it reads the same value as its parent field.
 * Everything else is ``keyword`` when it is an ECS name, and ``unknown`` otherwise (an integration field such
@@ -80,10 +83,42 @@ _LONG_LEAVES = frozenset(
         "minor",
         "thread.id",
         "body.bytes",
+        "columns",
+        "rows",
+        "entropy",
+        "var_entropy",
+        "chi2",
+        "physical_size",
+        "virtual_size",
+        "virtual_address",
+        "entrypoint",
+        "public_key_size",
+        "public_key_exponent",
+        "imports_names_entropy",
+        "imports_names_var_entropy",
+        "go_imports_names_entropy",
+        "go_imports_names_var_entropy",
+        "sightings",
+        "scanner_stats",
+        "bytes_skipped.offset",
+        "bytes_skipped.length",
     }
 )
 
-_FLOAT_LEAVES = frozenset({"risk_score", "risk_score_norm", "calculated_score", "calculated_score_norm", "base"})
+_FLOAT_LEAVES = frozenset(
+    {
+        "risk_score",
+        "risk_score_norm",
+        "calculated_score",
+        "calculated_score_norm",
+        "static_score",
+        "static_score_norm",
+        "base",
+        "environmental",
+        "temporal",
+        "usage",
+    }
+)
 
 _DATE_LEAVES = frozenset(
     {
@@ -101,17 +136,38 @@ _DATE_LEAVES = frozenset(
         "last_seen",
         "modified_at",
         "provided_at",
+        "timestamp",
+        "creation_date",
+        "delivery_timestamp",
+        "origination_timestamp",
+        "installed",
+        "occurred",
     }
 )
 
 _IP_LEAVES = frozenset({"ip", "resolved_ip", "forwarded_ip"})
 
 _BOOLEAN_LEAVES = frozenset(
-    {"trusted", "exists", "valid", "interactive", "same_as_process", "privileged", "established", "resumed"}
+    {
+        "trusted",
+        "exists",
+        "valid",
+        "interactive",
+        "same_as_process",
+        "privileged",
+        "established",
+        "resumed",
+        "go_stripped",
+        "coldstart",
+        "removable",
+        "writable",
+        "max_bytes_per_process_exceeded",
+    }
 )
 
-_KEYWORD_EXCEPTIONS = frozenset({"vulnerability.severity"})
-"""ECS keyword fields whose leaf name is numeric elsewhere."""
+_KEYWORD_LEAVES = ("vulnerability.severity", "registry.data.bytes")
+"""ECS keyword fields whose leaf name is numeric elsewhere (``registry.data.bytes`` is reused under
+``threat.indicator.`` and ``threat.enrichments.indicator.``)."""
 
 _ECS_ROOTS = frozenset(
     {
@@ -119,8 +175,8 @@ _ECS_ROOTS = frozenset(
         "dll", "dns", "ecs", "elf", "email", "error", "event", "faas", "file", "geo", "group", "hash", "host",
         "http", "interface", "labels", "log", "macho", "network", "observer", "orchestrator", "organization",
         "os", "package", "pe", "process", "registry", "related", "risk", "rule", "server", "service", "source",
-        "span", "threat", "tls", "trace", "transaction", "url", "user", "user_agent", "vlan", "vulnerability",
-        "x509",
+        "span", "threat", "tls", "trace", "transaction", "url", "user", "user_agent", "vlan", "volume",
+        "vulnerability", "x509",
     }
 )  # fmt: skip
 
@@ -154,7 +210,7 @@ def field_type(name: str) -> FieldType:
     ecs = root in _ECS_ROOTS or name == "@timestamp"
     if not ecs:
         return "unknown"
-    if name in _KEYWORD_EXCEPTIONS:
+    if any(_ends_with_leaf(name, leaf) for leaf in _KEYWORD_LEAVES):
         return "keyword"
     for leaf in _WILDCARD_LEAVES:
         if _ends_with_leaf(name, leaf) and (leaf != "command_line" or root == "process"):

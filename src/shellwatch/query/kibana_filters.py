@@ -9,7 +9,9 @@ matches an event when its query and every enabled filter hold.
 The DSL subset compiled here, with Elasticsearch's meaning on ECS mappings (:mod:`shellwatch.query.ecs_field_types`,
 the same field semantics as KQL's): ``match_all``, ``match_none``, ``exists``, ``term``/``terms`` (with
 ``case_insensitive``), ``match``/``match_phrase``, ``wildcard``/``prefix`` (with ``case_insensitive``; the
-wildcard syntax ``*``, ``?`` and ``\\`` escapes is the IR's own), ``range`` (``gt``/``gte``/``lt``/``lte``) and
+wildcard syntax ``*``, ``?`` and ``\\`` escapes is the IR's own), ``range`` (``gt``/``gte``/``lt``/``lte``; a
+``null`` bound is no bound; on date fields ``time_zone`` as an offset or IANA zone, and ``format`` among
+``strict_date_optional_time`` / ``date_optional_time`` / ``strict_date_optional_time_nanos`` / ``epoch_millis``) and
 ``bool`` (``must``, ``filter``, ``should`` with ``minimum_should_match``, ``must_not``). Anything else
 (``query_string``, ``script``, ``nested``, ``regexp``...) raises :class:`UnsupportedQuery` naming it: a filter left
 out would widen the rule.
@@ -17,8 +19,11 @@ out would widen the rule.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, timedelta, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shellwatch.engine.patterns import escape_wildcard
 from shellwatch.query.ecs_field_types import base_field, field_type, is_caseless
@@ -113,14 +118,7 @@ def _field_query(kind: str, field: str, params: Any) -> Node:
             raise QueryError(f"terms on {field} needs a list of values")
         return _any_of([_term(field, value, False) for value in params])
     if kind == "range":
-        bounds = _object(params, "range")
-        unknown = sorted(set(bounds) - set(_RANGE_OPERATORS) - {"format", "time_zone", "boost"})
-        if unknown:
-            raise UnsupportedQuery("filter range option", ", ".join(unknown))
-        if bounds.get("time_zone") not in (None, "Z", "UTC", "+00:00"):
-            raise UnsupportedQuery("filter range time_zone", str(bounds["time_zone"]))
-        tests = [range_test(field, op, _text(bounds[key])) for key, op in _RANGE_OPERATORS.items() if key in bounds]
-        return tests[0] if len(tests) == 1 else And(tuple(tests))
+        return _range(field, _object(params, "range"))
     value_key = {"term": "value", "prefix": "value", "wildcard": "value", "match": "query", "match_phrase": "query"}[
         kind
     ]
@@ -142,6 +140,62 @@ def _field_query(kind: str, field: str, params: Any) -> Node:
     if kind == "prefix":
         pattern = escape_wildcard(pattern) + "*"
     return _wildcard(field, pattern, insensitive)
+
+
+def _range(field: str, params: Mapping[str, Any]) -> Node:
+    unknown = sorted(set(params) - set(_RANGE_OPERATORS) - {"format", "time_zone", "boost", "_name"})
+    if unknown:
+        raise UnsupportedQuery("filter range option", ", ".join(unknown))
+    # A null bound is an open end (RangeQueryBuilder: from/to null); with neither end Elasticsearch rewrites the
+    # range to an exists query.
+    bounds = [(op, params[key]) for key, op in _RANGE_OPERATORS.items() if params.get(key) is not None]
+    if not bounds:
+        return Exists(base_field(field))
+    # time_zone and format only concern dates (the field's own date format reads numbers as epoch milliseconds).
+    is_date = field_type(field) == "date"
+    zone = _time_zone(params.get("time_zone")) if is_date else UTC
+    epoch = _epoch_millis_allowed(params) if is_date else True
+    tests = [range_test(field, op, _text(value), time_zone=zone, epoch_millis=epoch) for op, value in bounds]
+    return tests[0] if len(tests) == 1 else And(tuple(tests))
+
+
+_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})?")
+_ISO_FORMATS = frozenset({"strict_date_optional_time", "date_optional_time", "strict_date_optional_time_nanos"})
+
+
+def _time_zone(value: Any) -> tzinfo:
+    """A range's ``time_zone``: a UTC offset or an IANA zone id (java.time ZoneId), UTC when absent."""
+    if value is None:
+        return UTC
+    if not isinstance(value, str) or not value:
+        raise QueryError(f"time_zone must be a zone name or offset, not {value!r}")
+    if value in ("Z", "UTC", "GMT"):
+        return UTC
+    offset = _OFFSET.fullmatch(value)
+    if offset is not None:
+        sign, hours, minutes = offset.groups()
+        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        if delta > timedelta(hours=18) or int(minutes or 0) > 59:
+            raise QueryError(f"time_zone {value!r} is out of range")
+        return timezone(-delta if sign == "-" else delta)
+    try:
+        return ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # Without the zone database the zone cannot be resolved here; Elasticsearch may know it.
+        raise UnsupportedQuery("filter range time_zone", value) from None
+
+
+def _epoch_millis_allowed(params: Mapping[str, Any]) -> bool:
+    """Whether a range's ``format`` (default: the field's ``strict_date_optional_time||epoch_millis``) reads
+    numbers as epoch milliseconds; UnsupportedQuery for a format shellwatch does not parse."""
+    fmt = params.get("format")
+    if fmt is None:
+        return True
+    names = str(fmt).split("||")
+    others = sorted(set(names) - _ISO_FORMATS - {"epoch_millis"})
+    if others:
+        raise UnsupportedQuery("filter range format", "||".join(others))
+    return "epoch_millis" in names
 
 
 def _text(value: Any) -> str:

@@ -29,14 +29,18 @@ Elasticsearch then decides by the field's mapping (:mod:`shellwatch.query.ecs_fi
 (no normalizer; ``process.name.caseless`` is the lowercase-normalized exception); on ``text`` /
 ``match_only_text`` fields the standard analyzer splits the value into lower-cased words (``match``: any word,
 ``match_phrase``: the words in order; wildcard terms match one word); numbers, IPs (a CIDR block matches its
-addresses) and booleans compare as such. A missing field fails every test and ``not`` inverts (``must_not``),
-so ``not a:1`` matches an event without ``a``. Multi-valued fields match when any value does.
+addresses) and booleans compare as such. Dates compare as instants in epoch milliseconds, the resolution of
+Elasticsearch's ``date`` type: a literal without a zone is UTC, and a bound Elasticsearch rounds up (``>``,
+``<=``, the upper end of ``field:date``) fills its missing time fields with 23:59:59.999. A missing field fails
+every test and ``not`` inverts (``must_not``), so ``not a:1`` matches an event without ``a``. Multi-valued fields
+match when any value does.
 
 Not runnable (:class:`UnsupportedQuery`): field names with wildcards (Elasticsearch expands them against the
 index's mapping, which events do not carry), nested queries (flattened events lose which values share an
-object), ``null`` values, date math in ranges, wildcards on non-string fields. Free text is approximated: any
-string value of the event equal to the value (or matching its wildcard terms), case-sensitively; the word
-matching Elasticsearch applies to text fields in a free-text search is not modelled.
+object), ``null`` values, date math (``now-1d``) and date formats other than ISO 8601 and epoch milliseconds,
+wildcards on non-string fields. Free text is approximated: any string value of the event equal to the value (or
+matching its wildcard terms), case-sensitively; the word matching Elasticsearch applies to text fields in a
+free-text search is not modelled.
 """
 
 from __future__ import annotations
@@ -44,10 +48,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, tzinfo
 from typing import Literal as TypingLiteral
 
-from shellwatch.engine.functions import FunctionError, parse_network
+from shellwatch.engine.functions import FunctionError, iso_date_millis, parse_network
 from shellwatch.engine.patterns import escape_wildcard
 from shellwatch.query.ecs_field_types import base_field, field_type, is_caseless
 from shellwatch.query.errors import QueryError, UnsupportedQuery
@@ -608,11 +612,17 @@ def _boolean_of(value: KqlValue) -> bool | None:
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+_MAX_INTEGER_DIGITS = 1000
+"""Longer integer literals are refused: Elasticsearch's widest integer type holds 20 digits, and Python's int()
+raises ValueError past 4,300 digits (CPython's integer string conversion limit)."""
 
 
 def _number(text: str) -> int | float | None:
+    """The number ``text`` writes, None when it is not one; QueryError for an integer too long to convert."""
     stripped = text.strip()
     if _INTEGER.fullmatch(stripped):
+        if len(stripped.lstrip("+-")) > _MAX_INTEGER_DIGITS:
+            raise QueryError(f"the number {stripped[:20]}... has {len(stripped)} digits, more than any field holds")
         return int(stripped)
     if _DECIMAL.fullmatch(stripped):
         return float(stripped)
@@ -623,7 +633,11 @@ def keyword_forms(text: str, boolean: bool | None) -> tuple[Scalar, ...]:
     """The event values a keyword term ``text`` matches: the string, and the number or boolean that
     Elasticsearch would have indexed as exactly that string."""
     forms: list[Scalar] = [text]
-    number = _number(text)
+    try:
+        number = _number(text)
+    except QueryError:
+        # A keyword term may be any string; no event number is written with that many digits.
+        number = None
     if number is not None and str(number) == text:
         forms.append(number)
     if boolean is not None or text in ("true", "false"):
@@ -656,7 +670,11 @@ def match_test(name: str, text: str, *, phrase: bool, boolean: bool | None = Non
         if lowered not in ("true", "false"):
             raise QueryError(f"{text!r} is not a boolean, for the boolean field {name}")
         return Equals(base, (lowered == "true", lowered))
-    raise UnsupportedQuery("KQL exact date", f"{name}:{text} (a date field)")
+    # A term on a date field is the range [value rounded down, value rounded up] (DateFieldType.termQuery).
+    earliest = _date_bound(name, text, round_up=False, feature="KQL exact date")
+    latest = _date_bound(name, text, round_up=True, feature="KQL exact date")
+    instant = Call("epoch_millis", (FieldRef(base),))
+    return And((Compare(instant, ">=", Literal(earliest)), Compare(instant, "<=", Literal(latest))))
 
 
 # -- query_string (wildcard values) ---------------------------------------------------------------------------
@@ -709,14 +727,25 @@ def _query_string(name: str, parts: tuple[Part, ...]) -> Node:
 
 # -- text fields: the standard analyzer --------------------------------------------------------------------
 #
-# The standard tokenizer (Unicode text segmentation, UAX #29) keeps letters and digits together with ``_`` and
-# joins words across a single ``.`` or apostrophe (``cmd.exe``, ``don't``); everything else separates words,
-# which are lower-cased. The expressions below find a word exactly, not inside a longer one.
+# The standard tokenizer follows Unicode text segmentation (UAX #29 word boundaries): letters, digits and ``_``
+# (ExtendNumLet) run together; a MidLetter or MidNumLet character (``.``, ``'``, ``:``, ``’``...) joins two
+# letters (WB6/WB7: ``cmd.exe``, ``don't``) and a MidNum or MidNumLet character (``.``, ``,``, ``;``, ``'``...)
+# joins two digits (WB11/WB12: ``1.5``, ``1,000``), nothing else: ``python3.exe`` is ``python3`` and ``exe``,
+# ``a.1`` is ``a`` and ``1``. Everything else separates words, which are lower-cased. The expressions below
+# find a word exactly, not inside a longer one. Not modelled: ideographs and kana (one word per character in
+# Lucene), combining marks (WB4) and the 255-character token limit.
 
-_WORD = re.compile(r"\w+(?:[.'\u2019]\w+)*")
-_BEFORE_WORD = r"(?<!\w)(?<!\w[.'\u2019])"
-_AFTER_WORD = r"(?!\w)(?![.'\u2019]\w)"
-_WORD_CHAR = r"(?:\w|[.'\u2019](?=\w))"
+_LETTER = r"[^\W\d_]"
+_MID_LETTER = "[.'\u2018\u2019\u2024\ufe52\uff07\uff0e:\u00b7\u0387\u055f\u05f4\u2027\ufe13\ufe55\uff1a]"
+_MID_NUM = (
+    "[.'\u2018\u2019\u2024\ufe52\uff07\uff0e"  # MidNumLet and Single_Quote
+    ",;\u037e\u0589\u060c\u060d\u066c\u07f8\u2044\ufe10\ufe14\ufe50\ufe54\uff0c\uff1b]"  # MidNum
+)
+_JOINER = rf"(?:(?<={_LETTER}){_MID_LETTER}(?={_LETTER})|(?<=\d){_MID_NUM}(?=\d))"
+_WORD = re.compile(rf"\w+(?:{_JOINER}\w+)*")
+_BEFORE_WORD = rf"(?<!\w)(?!(?<={_LETTER}{_MID_LETTER}){_LETTER})(?!(?<=\d{_MID_NUM})\d)"
+_AFTER_WORD = rf"(?!\w)(?!(?<={_LETTER}){_MID_LETTER}{_LETTER})(?!(?<=\d){_MID_NUM}\d)"
+_WORD_CHAR = rf"(?:\w|{_JOINER})"
 
 
 def analyze(text: str) -> list[str]:
@@ -729,7 +758,8 @@ def _text_match(field: str, text: str, *, phrase: bool, operator: str = "or") ->
     if not words:
         return FALSE
     if phrase:
-        body = r"\W+".join(re.escape(word) for word in words)
+        # Consecutive words: each ends where the tokenizer ends a word, so ``a b`` does not match ``a.b``.
+        body = rf"{_AFTER_WORD}\W+{_BEFORE_WORD}".join(re.escape(word) for word in words)
         return Regex(field, f"{_BEFORE_WORD}{body}{_AFTER_WORD}", Case.INSENSITIVE, anchored=False)
     tests = tuple(
         Regex(field, f"{_BEFORE_WORD}{re.escape(word)}{_AFTER_WORD}", Case.INSENSITIVE, anchored=False)
@@ -741,8 +771,20 @@ def _text_match(field: str, text: str, *, phrase: bool, operator: str = "or") ->
 
 
 def _text_wildcard(field: str, chunk: tuple[Part, ...]) -> Node:
-    body = "".join(f"{_WORD_CHAR}*" if part is STAR else re.escape(str(part).lower()) for part in chunk)
+    """A wildcard term matched against each word of the value: every character it spans stays inside one word,
+    so a literal ``.`` matches only where the tokenizer joins (``*.exe`` finds ``cmd.exe``, not
+    ``python3.exe``, whose words are ``python3`` and ``exe``)."""
+    body = "".join(
+        f"{_WORD_CHAR}*" if part is STAR else "".join(_word_char_literal(ch) for ch in str(part).lower())
+        for part in chunk
+    )
     return Regex(field, f"{_BEFORE_WORD}{body}{_AFTER_WORD}", Case.INSENSITIVE, anchored=False)
+
+
+def _word_char_literal(ch: str) -> str:
+    if re.fullmatch(r"\w", ch):
+        return re.escape(ch)
+    return f"(?={re.escape(ch)}){_JOINER}"
 
 
 # -- free text ---------------------------------------------------------------------------------------------
@@ -761,13 +803,21 @@ def _free_text(value: KqlValue) -> Node:
 
 # -- ranges ------------------------------------------------------------------------------------------------
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?")
 
+def range_test(name: str, op: CompareOp, text: str, *, time_zone: tzinfo = UTC, epoch_millis: bool = True) -> Node:
+    """``name op text`` as Elasticsearch's ``range`` query compares on the field's type.
 
-def range_test(name: str, op: CompareOp, text: str) -> Node:
-    """``name op text`` as Elasticsearch's ``range`` query compares on the field's type."""
+    For a ``date`` field, ``time_zone`` is the zone of a literal written without one (Elasticsearch's range
+    ``time_zone``; KQL sends none: UTC) and ``epoch_millis`` whether a number is read as epoch milliseconds
+    (the default date format ``strict_date_optional_time||epoch_millis`` allows it).
+    """
     kind = field_type(name)
     base = base_field(name)
+    if kind == "date":
+        bound = _date_bound(name, text, round_up=op in (">", "<="), time_zone=time_zone, epoch_millis=epoch_millis)
+        # Both sides are instants in epoch milliseconds: text order is not time order across zones and
+        # fractions, and Elasticsearch keeps milliseconds only.
+        return Compare(Call("epoch_millis", (FieldRef(base),)), op, Literal(bound))
     number = _number(text)
     if kind in ("long", "float") or (kind == "unknown" and number is not None):
         if number is None:
@@ -783,25 +833,33 @@ def range_test(name: str, op: CompareOp, text: str) -> Node:
     if kind in ("keyword", "wildcard", "unknown"):
         case = Case.INSENSITIVE if is_caseless(name) else Case.SENSITIVE
         return Compare(FieldRef(base), op, Literal(text), case)
-    if kind == "date":
-        return Compare(FieldRef(base), op, Literal(_iso_utc(name, text)))
     raise UnsupportedQuery("KQL range on a non-ordered field", f"{name} is a {kind} field")
 
 
-def _iso_utc(name: str, text: str) -> str:
-    """A date literal as the UTC ISO-8601 text events carry (``2024-01-02T03:04:05.000Z``), so that string order
-    is time order; Kibana's rules run with ``dateFormatTZ: Zulu``, so a date without an offset is UTC."""
+_EPOCH_LITERAL = re.compile(r"-?\d{1,18}")
+
+
+def _date_bound(
+    name: str,
+    text: str,
+    *,
+    round_up: bool,
+    time_zone: tzinfo = UTC,
+    epoch_millis: bool = True,
+    feature: str = "KQL date range",
+) -> int:
+    """A date literal as the epoch milliseconds Elasticsearch compares with (DateFieldType.parseToLong):
+    ``strict_date_optional_time`` first, rounded up when ``round_up``, then ``epoch_millis``."""
     stripped = text.strip()
-    if not _ISO_DATE.fullmatch(stripped):
-        raise UnsupportedQuery("KQL date range", f"{name} against {text!r} (date math or a non-ISO date)")
     try:
-        moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
-    except ValueError:
-        raise QueryError(f"{text!r} is not a valid date, for the range on {name}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        millis = iso_date_millis(stripped, zone=time_zone, round_up=round_up)
+    except FunctionError as exc:
+        raise QueryError(f"{exc}, for {name}") from None
+    if millis is not None:
+        return millis
+    if epoch_millis and _EPOCH_LITERAL.fullmatch(stripped):
+        return int(stripped)
+    raise UnsupportedQuery(feature, f"{name} against {text!r} (date math or a date format not modelled)")
 
 
 __all__ = [

@@ -11,7 +11,10 @@ required, ``NOT``/``-`` prohibits, the rest are optional; optional clauses must 
 required, and a query of prohibited clauses alone matches everything else (Elasticsearch adds ``match_all``).
 
 Field semantics are KQL's (:func:`shellwatch.query.kql.match_test`): exact and case-sensitive on ``keyword`` /
-``wildcard`` fields, words on text fields, numbers, IPs. Not supported (:class:`UnsupportedQuery`): ranges
+``wildcard`` fields, words on text fields, numbers, IPs. Syntax errors as Lucene's (:class:`QueryError`): a
+``/`` inside a term starts a regular expression (``a/b`` is the term ``a`` and an unterminated regular
+expression), and an operator after a field (``field:-x``) is not a term. Not supported
+(:class:`UnsupportedQuery`): ranges
 (``[a TO b]``, ``{a TO b}``, ``>5``), boosts ``^``, fuzzy and proximity ``~``, field name patterns.
 """
 
@@ -26,7 +29,10 @@ from shellwatch.query.ir import FALSE, TRUE, And, Case, Exists, Keyword, Node, N
 from shellwatch.query.kql import match_test
 
 _SPACE = frozenset(" \t\r\n\u3000")
-_TERM_END = frozenset(' \t\r\n\u3000()[]{}^"~:')
+# Lucene's QueryParser.jj: a term character is anything but these (``-`` and ``+`` are allowed inside a term, not
+# at its start; ``/`` opens a regular expression and ``!`` is NOT, so neither belongs to a term).
+_TERM_END = frozenset(' \t\r\n\u3000()[]{}^"~:!/')
+_NOT_TERM_START = frozenset("+-")
 _MAX_DEPTH = 100
 
 
@@ -165,6 +171,8 @@ class _LuceneParser:
                 raise self.error("unterminated regular expression")
             self.pos = end + 1
             return _Term(text[start + 1 : end], "regex")
+        if text[start] in _NOT_TERM_START:
+            raise self.error(f"a term cannot start with {text[start]!r} (an operator belongs before the field)")
         end = start
         while end < len(text) and text[end] not in _TERM_END:
             end += 2 if text[end] == "\\" else 1
