@@ -440,3 +440,41 @@ def test_spool_files_are_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(rejected.stat().st_mode) == 0o600
     for folder in ("", "pending", "rejected"):
         assert stat.S_IMODE((tmp_path / "spool" / folder).stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 413])
+def test_a_refusal_of_every_batch_holds_the_spool_in_order_and_is_retried_with_backoff(
+    receiver: WebhookReceiver, tmp_path: Path, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """401, 403, 404 and 413 refuse every batch until a configuration changes (a rotated key, a moved endpoint, a
+    body limit): rejecting each batch would send every later one to rejected/, where nothing sends it again. They
+    wait in the spool instead, in order, and go once the receiver takes them; none is resent within one deliver()."""
+    sent = batches(3)
+    receiver.default = Answer(status)
+    with fast_sink(receiver.url, tmp_path, backoff=1.0, max_backoff=1.0) as sink:
+        with caplog.at_level(logging.ERROR, logger="shellwatch.sinks.webhook"):
+            sink.deliver(sent[0])
+        for batch in sent[1:]:
+            sink.deliver(batch)
+        assert len(receiver.requests) == 1  # held and spooled, not retried at once like a 503, nor before its backoff
+        assert [entry.key for entry in sink.spool.pending()] == [batch.key for batch in sent]
+        assert sink.spool.rejected() == [] and sink.stats.rejected == 0
+        assert f"answered {status}" in caplog.text and str(sink.spool.pending_dir) in caplog.text
+        receiver.default = Accept()  # the key is rotated on the receiver's side, say
+        assert sink.flush(timeout=2.0) == 0
+    assert receiver.stored_keys == [batch.key for batch in sent]
+    assert not list(tmp_path.joinpath("rejected").iterdir())
+
+
+def test_between_steps_a_zero_timeout_flush_waits_for_the_backoff(receiver: WebhookReceiver, tmp_path: Path) -> None:
+    """The watch loop flushes with timeout 0 after every step: a receiver that refuses everything is asked again at
+    the pace of the backoff, not at every poll; an explicit flush still tries at once."""
+    receiver.default = Answer(401)
+    with fast_sink(receiver.url, tmp_path, backoff=60.0, max_backoff=60.0) as sink:
+        sink.deliver(batches(1)[0])
+        assert len(receiver.requests) == 1
+        for _ in range(5):
+            assert sink.flush(0) == 1
+        assert len(receiver.requests) == 1
+        assert sink.flush() == 1
+        assert len(receiver.requests) == 2

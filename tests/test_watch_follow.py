@@ -8,13 +8,19 @@ import io
 import json
 import os
 import shutil
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from conftest import shared_path
 from shellwatch.sources.json_records import read_json
 from shellwatch.sources.reader import read_paths
-from shellwatch.sources.record import ReadProblem
-from shellwatch.watch.follow import InputCatalog, NdjsonFollower, RereadFollower, input_kind
+from shellwatch.sources.record import Origin, RawRecord, ReadProblem
+from shellwatch.watch import follow
+from shellwatch.watch.follow import InputCatalog, NdjsonFollower, RereadFollower, StdinFollower, input_kind
 from shellwatch.watch.state import InputPosition
 
 
@@ -212,3 +218,139 @@ def test_evtx_is_read_again_when_it_changes_skipping_record_ids_already_read(tmp
     resumed = RereadFollower(dataclasses.replace(position, offset=middle), lambda p: None, 100)
     later, _ = poll_all(resumed)
     assert later == [i for i in every_id if i is not None and i > middle]
+
+
+def _follow_stdin(data: bytes, problems: list[ReadProblem], *, polls: int = 10_000) -> list[tuple[int, int | None]]:
+    """Feed ``data`` through a pipe to a StdinFollower (a writer thread, in small writes) and poll it to the end:
+    (the ``n`` of every record, its line)."""
+    read_end, write_end = os.pipe()
+    reader = os.fdopen(read_end, "rb", buffering=0)
+
+    def feed() -> None:
+        with os.fdopen(write_end, "wb", buffering=0) as pipe:
+            for start in range(0, len(data), 50_000):
+                pipe.write(data[start : start + 50_000])
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    follower = StdinFollower(problems.append, 100, stream=reader)
+    seen: list[tuple[int, int | None]] = []
+    try:
+        for _ in range(polls):
+            if follower.done:
+                break
+            chunk = follower.poll()
+            if chunk is None:
+                time.sleep(0.001)
+                continue
+            follower.advance(chunk.position)
+            seen += [(r.data["n"], r.origin.line) for r in chunk.records]
+        assert follower.done, "stdin was never read to its end"
+    finally:
+        writer.join(timeout=10)
+        reader.close()
+    return seen
+
+
+def test_stdin_lines_longer_than_a_chunk_are_read_and_lines_over_the_limit_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A line longer than a poll's chunk is read whole (it used to stall ``watch -`` for ever); one longer than the
+    record limit is reported at its line and skipped to its end, as the hunt's reader skips it, and the lines after
+    it keep their numbers."""
+    monkeypatch.setattr(follow, "CHUNK_BYTES", 64 << 10)
+    monkeypatch.setattr(follow, "MAX_RECORD_BYTES", 256 << 10)
+
+    def padded(number: int, size: int) -> bytes:
+        return json.dumps({"n": number, "pad": "x" * size}).encode() + b"\n"
+
+    data = line(1) + padded(2, 150_000) + padded(3, 600_000) + line(4) + padded(5, 300_000)[:-1]
+    problems: list[ReadProblem] = []
+    seen = _follow_stdin(data, problems)
+    assert seen == [(1, 1), (2, 2), (4, 4)]
+    assert [(p.origin.line, "longer than" in p.reason) for p in problems] == [(3, True), (5, True)]
+
+
+def _evtx_ids(path: Path) -> list[int]:
+    return [r.origin.record_id for r in read_paths([str(path)], on_problem=lambda p: None) if r.origin.record_id]
+
+
+def test_a_cleared_evtx_log_or_another_one_under_the_same_name_is_read_from_its_start(tmp_path: Path) -> None:
+    """Record ids restart at 1 when a Windows log is cleared, and another export can sit under the same name: the
+    record the highest read id named is gone, or holds another event, so every record is read again (the alert ids
+    already produced keep what was alerted from being alerted twice). Exports of logs whose ids start at 1 stand
+    for the cleared log."""
+    candidates = []
+    for path in sorted(shared_path("corpus").rglob("*.evtx"))[:40]:
+        ids = _evtx_ids(path)
+        if ids and min(ids) == 1:
+            candidates.append((path, ids))
+    first = next(((p, ids) for p, ids in candidates if len(ids) >= 30), None)
+    assert first is not None
+    fewer = next(((p, ids) for p, ids in candidates if max(ids) < max(first[1])), None)
+    more = next(((p, ids) for p, ids in candidates if max(ids) > max(first[1])), None)
+    assert fewer is not None and more is not None
+
+    log = tmp_path / "Security.evtx"
+    shutil.copyfile(first[0], log)
+    follower = RereadFollower(InputPosition(key=str(log.resolve()), display=str(log), kind="evtx"), print, 100)
+    assert poll_all(follower)[0] == first[1]
+
+    # Replaced by a log whose ids stop below the highest read: the record read last is gone.
+    shutil.copyfile(fewer[0], tmp_path / "new.evtx")
+    os.replace(tmp_path / "new.evtx", log)
+    again, notes = poll_all(follower)
+    assert again == fewer[1]
+    assert any("reading it from the start" in note for note in notes)
+    assert follower.position.offset == max(fewer[1])
+
+    # Written over in place (same inode) by a longer log: the id read last names another event now.
+    inode = log.stat().st_ino
+    log.write_bytes(more[0].read_bytes())
+    assert log.stat().st_ino == inode
+    again, notes = poll_all(follower)
+    assert again == more[1]
+    assert any(f"record {max(fewer[1])} is not the one read before" in note for note in notes)
+
+
+class _WrappedLog:
+    """A stand-in for the EVTX reader over a log that wraps: records in file order, which is not id order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.order: list[int] = []
+
+    def write(self, order: list[int]) -> None:
+        self.order = order
+        self.path.write_bytes(b"ElfFile\x00" + bytes(len(order)))  # a new size: the follower reads it again
+
+    def read_input(self, item: object, on_problem: object) -> Iterator[RawRecord]:
+        for record_id in self.order:
+            yield RawRecord(
+                {"id": record_id, "text": f"event {record_id}"}, "windows_event", Origin(str(self.path), record_id)
+            )
+
+
+def test_a_wrapped_evtx_log_cut_short_mid_pass_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrapping log writes its newest chunks over its oldest, so file order gives ids 7, 8, 9 before 4, 5, 6. A
+    pass stopped after its first chunk (a crash: only the stored position survives) must still read the lower ids
+    that come later in the file, and none of what it handed on already, even when the log wrapped further
+    meanwhile."""
+    log = _WrappedLog(tmp_path / "wrapped.evtx")
+    monkeypatch.setattr(follow, "read_input", log.read_input)
+    start = InputPosition(key=str(log.path), display=str(log.path), kind="evtx")
+    log.write([1, 2, 3, 4, 5])
+    first = RereadFollower(start, print, 100)
+    assert poll_all(first)[0] == [1, 2, 3, 4, 5]
+
+    log.write([7, 8, 9, 4, 5, 6])
+    cut = RereadFollower(first.position, print, 100, batch=2)
+    chunk = cut.poll()
+    assert chunk is not None and [r.origin.record_id for r in chunk.records] == [7, 8]
+    stored = chunk.position  # committed with the chunk; then the process dies
+
+    assert poll_all(RereadFollower(stored, print, 100))[0] == [9, 6]
+
+    # The log wrapped once more before the restart: 10 took the slot of 7, 11 that of 4.
+    log.write([10, 8, 9, 11, 5, 6])
+    assert poll_all(RereadFollower(stored, print, 100))[0] == [10, 9, 11, 6]

@@ -31,6 +31,8 @@ from shellwatch.pipeline import hunt
 from shellwatch.rules.loader import load_bundled_rules
 from shellwatch.sinks.base import AlertBatch, SinkError
 from shellwatch.sinks.ndjson_file import NdjsonFileSink
+from shellwatch.sources.record import Origin
+from shellwatch.watch import state as state_module
 from shellwatch.watch.runner import Watcher, WatchSettings
 from shellwatch.watch.state import WatchState
 
@@ -196,6 +198,52 @@ def test_max_signals_cuts_a_run_at_its_earliest_events_and_reports_the_rest_drop
     created_numbers = sorted(alert["process"]["pid"] - 1000 for batch in sink.batches for alert in batch.alerts)
     assert created_numbers == [10, 20]
     assert state.runs()[0].dropped == 3
+
+
+def test_a_plain_rule_run_reads_its_backlog_page_by_page_and_keeps_only_max_signals(
+    tmp_path: Path, state: WatchState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog of matches (a first start on a big file, or events forged to match) is read from the database a
+    page at a time, and only the earliest max_signals of them are kept while reading: never every match at once.
+    Which alerts are created is unchanged: the earliest by @timestamp across every page, duplicates left out."""
+    monkeypatch.setattr(state_module, "PENDING_PAGE", 7)
+    eql = next(rule for rule in load_bundled_rules().rules if rule.language == "eql")
+    capped = dataclasses.replace(eql, max_signals=4)
+    log = tmp_path / "agent.ndjson"
+    numbers = list(range(60, 0, -2))  # 30 matches, latest first: the earliest sit in the last page
+    write(log, [json.dumps(process_start(n, "w3wp.exe", "cmd.exe")).encode() + b"\n" for n in numbers])
+    sink = RecordingSink()
+    watcher = Watcher([str(log)], RuleSet([capped]), state, [sink], clock_ms=FakeClock())
+    watcher.ingest()
+
+    def every_match_at_once(rule_id: str) -> list[Any]:
+        raise AssertionError(f"the run of {rule_id} loaded all its pending matches")
+
+    pages: list[int] = []
+    real_iter_pending = state.iter_pending
+
+    def counted(rule_id: str, page: int | None = None) -> Iterator[Any]:
+        for match in real_iter_pending(rule_id, page):
+            pages.append(match.seq)
+            yield match
+
+    monkeypatch.setattr(state, "pending_for", every_match_at_once)
+    monkeypatch.setattr(state, "iter_pending", counted)
+    (summary,) = watcher.run_rules()
+    assert len(pages) == 30 == summary.matches
+    assert (summary.created, summary.dropped, summary.duplicates) == (4, 26, 0)
+    watcher.deliver()
+    assert sorted(alert["process"]["pid"] - 1000 for alert in sink.batches[0].alerts) == [2, 4, 6, 8]
+
+
+def test_paged_pending_matches_come_in_ingestion_order_across_pages(state: WatchState) -> None:
+    with state.transaction():
+        for number in range(23):
+            state.add_pending(f"alert-{number}", "rule-a", {"n": number}, Origin("a.ndjson", line=number + 1))
+        state.add_pending("alert-other", "rule-b", {"n": -1}, Origin("b.ndjson", line=1))
+    assert [m.event["n"] for m in state.iter_pending("rule-a", page=5)] == list(range(23))
+    assert [m.event["n"] for m in state.iter_pending("rule-a", page=23)] == list(range(23))
+    assert [m.alert_id for m in state.iter_pending("rule-b", page=1)] == ["alert-other"]
 
 
 def test_no_alert_id_is_created_twice_when_a_file_is_read_again(tmp_path: Path, state: WatchState) -> None:

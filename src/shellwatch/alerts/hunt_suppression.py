@@ -30,12 +30,14 @@ from shellwatch.alerts.suppression import (
     suppression_settings,
 )
 from shellwatch.rules.model import Rule
+from shellwatch.sinks.base import DOCS_COUNT
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 def settings_of(rule: Rule) -> SuppressionSettings | None:
-    """The rule's validated suppression setting, or None (the rule model validated it when the rule loaded)."""
+    """The rule's suppression setting, or None (the rule model validated it when the rule loaded); hunt, backtest
+    and watch all read it here."""
     if rule.alert_suppression is None:
         return None
     return suppression_settings(
@@ -135,7 +137,7 @@ class HuntSuppression:
                 current = live.get(group_id)
                 if current is not None and (window is None or moment <= current.created + window):
                     # Held alerts are in time order: the folded event is the group's latest so far.
-                    current.document["kibana.alert.suppression.docs_count"] += 1
+                    current.document[DOCS_COUNT] += 1
                     current.document["kibana.alert.suppression.end"] = _iso(moment)
                     self.suppressed[rule_index] += 1
                     continue
@@ -148,7 +150,7 @@ class HuntSuppression:
                         "kibana.alert.suppression.terms": terms,
                         "kibana.alert.suppression.start": stamp,
                         "kibana.alert.suppression.end": stamp,
-                        "kibana.alert.suppression.docs_count": 0,
+                        DOCS_COUNT: 0,
                     }
                 )
                 made.add(uuid)

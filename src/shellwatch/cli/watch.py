@@ -4,13 +4,16 @@ Alerts go to the sinks (``-o FILE``: an NDJSON file; ``--webhook URL``: batches 
 is away; with neither, ``alerts.ndjson`` in the state folder); notices,
 problems and one line per rule run that created or dropped alerts go to stderr. Ctrl-C (SIGINT) or SIGTERM stops
 after the current step, with the state committed and the sinks closed; the exit status is then 0. Exit status 2:
-usage errors, no rule loaded, or a state folder that cannot be used.
+usage errors, no rule loaded, or a state folder or sink that cannot be used; 4: the state database failed while
+watching (disk full, I/O error), what was committed before is kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,7 +33,16 @@ from shellwatch.sinks.base import AlertSink, SinkError
 from shellwatch.sinks.ndjson_file import NdjsonFileSink
 from shellwatch.sources.record import ReadProblem
 from shellwatch.watch.runner import RunSummary, Watcher, WatchSettings
-from shellwatch.watch.state import StateError, WatchState, default_state_dir
+from shellwatch.watch.state import DATABASE_NAME, StateError, WatchState, default_state_dir
+
+EXIT_UNUSABLE = 2
+"""The state folder or a sink cannot be used at start (the status of usage errors too)."""
+EXIT_STATE_FAILED = 4
+"""The state database failed while watching (disk full, I/O error)."""
+WEBHOOK_SPOOL = "webhook-spool"
+"""The state folder's folder of webhook spools, one per receiver."""
+RECEIVER_NOTE = "receiver"
+"""A file in each webhook spool naming its receiver (redacted), for the messages about spools left behind."""
 
 DEFAULT_ALERT_FILE = "alerts.ndjson"
 """The NDJSON sink's file in the state folder when no sink is named."""
@@ -56,9 +68,57 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def webhook_spool_dir(state_dir: Path, url: str) -> Path:
-    """The spool folder of one webhook: under the state folder, one per URL, so that batches spooled for one
-    receiver are never sent to another."""
-    return state_dir / "webhook-spool" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    """The spool folder of one webhook: under the state folder, one per receiver, so that batches spooled for one
+    receiver are never sent to another. The receiver is the URL without credentials or query values
+    (:func:`~shellwatch.sinks.webhook.receiver_identity`), as the outbox names the sink: a rotated token finds the
+    batches spooled under the old one. ``ValueError`` when ``url`` is no http(s) URL."""
+    from shellwatch.sinks.webhook import receiver_identity
+
+    identity = receiver_identity(url)
+    return state_dir / WEBHOOK_SPOOL / hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def _note_receiver(spool_dir: Path, sink_name: str) -> None:
+    """Name the receiver in its spool folder (redacted), so that a spool left behind can be told apart."""
+    note = spool_dir / RECEIVER_NOTE
+    with contextlib.suppress(OSError):
+        if not note.exists():
+            note.write_text(sink_name + "\n", encoding="utf-8")
+            note.chmod(0o600)
+
+
+def _batch_files(folder: Path) -> int:
+    try:
+        return sum(1 for path in folder.iterdir() if path.suffix == ".json" and not path.name.startswith("."))
+    except OSError:
+        return 0
+
+
+def stranded_spools(state_dir: Path, in_use: Sequence[Path]) -> list[str]:
+    """Messages about webhook spools in the state folder that hold batches but belong to no webhook of this run (a
+    URL changed, a webhook no longer configured): nothing sends those batches until their receiver is named again."""
+    root = state_dir / WEBHOOK_SPOOL
+    try:
+        folders = sorted(path for path in root.iterdir() if path.is_dir())
+    except OSError:
+        return []
+    used = {path.resolve() for path in in_use}
+    messages = []
+    for folder in folders:
+        if folder.resolve() in used:
+            continue
+        pending, rejected = _batch_files(folder / "pending"), _batch_files(folder / "rejected")
+        if not pending and not rejected:
+            continue
+        try:
+            receiver = (folder / RECEIVER_NOTE).read_text(encoding="utf-8").strip() or "an unknown webhook"
+        except OSError:
+            receiver = "a webhook URL of an earlier version"
+        messages.append(
+            f"warning: {folder} holds {pending} unsent and {rejected} rejected alert batches for {receiver}, "
+            "not configured in this run: they are sent only when that receiver is named again with --webhook"
+        )
+    return messages
 
 
 def build_sinks(
@@ -70,16 +130,48 @@ def build_sinks(
     """The sinks the options name: an NDJSON file per ``-o`` and a webhook per ``--webhook``; the state folder's
     alert file when neither is named."""
     paths = list(outputs) or ([] if webhooks else [state_dir / DEFAULT_ALERT_FILE])
-    sinks: list[AlertSink] = [NdjsonFileSink(path) for path in paths]
-    for url in webhooks:
-        # Imported here: http.client and ssl are needed only when a webhook is named.
-        from shellwatch.sinks.webhook import WebhookSink
+    sinks: list[AlertSink] = []
+    try:
+        for path in paths:
+            sinks.append(NdjsonFileSink(path))
+        for url in webhooks:
+            # Imported here: http.client and ssl are needed only when a webhook is named.
+            from shellwatch.sinks.webhook import WebhookSink
 
-        try:
-            sinks.append(WebhookSink(url, spool_dir=webhook_spool_dir(state_dir, url), headers=webhook_headers))
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="--webhook") from None
+            try:
+                spool_dir = webhook_spool_dir(state_dir, url)
+                webhook = WebhookSink(url, spool_dir=spool_dir, headers=webhook_headers)
+            except ValueError as error:
+                raise click.BadParameter(str(error), param_hint="--webhook") from None
+            sinks.append(webhook)
+            _note_receiver(spool_dir, webhook.name)
+    except BaseException:
+        # The sinks built so far hold files and spool locks: released before the error is reported.
+        for sink in sinks:
+            sink.close()
+        raise
     return sinks
+
+
+def _spool_summary(sinks: Sequence[AlertSink]) -> list[str]:
+    """What webhook spools still hold at the end: batches to be sent on the next run, and batches the receiver
+    refused for good, which only a person can act on."""
+    from shellwatch.sinks.webhook import WebhookSink
+
+    lines = []
+    for sink in sinks:
+        if not isinstance(sink, WebhookSink):
+            continue
+        spool = sink.spool
+        if len(spool):
+            lines.append(f"{sink.name}: {len(spool)} batches not yet delivered wait in {spool.pending_dir}")
+        rejected = spool.rejected()
+        if rejected:
+            lines.append(
+                f"{sink.name}: {len(rejected)} batches refused for good are kept in {spool.rejected_dir} "
+                "(each with a .reason file); nothing sends them again"
+            )
+    return lines
 
 
 def _headers(values: Sequence[str]) -> dict[str, str]:
@@ -184,7 +276,7 @@ def watch_command(
         state = WatchState.open(folder)
     except StateError as error:
         _say(str(error))
-        sys.exit(EXIT_NO_RULES)
+        sys.exit(EXIT_UNUSABLE)
     listed = 0
 
     def on_problem(problem: ReadProblem) -> None:
@@ -205,8 +297,12 @@ def watch_command(
             )
 
     sinks: list[AlertSink] = []
+    failure: str | None = None
+    exit_code = 0
     try:
         sinks = build_sinks(outputs, folder, webhooks, headers)
+        for message in stranded_spools(folder, [webhook_spool_dir(folder, url) for url in webhooks]):
+            _say(message)
         watcher = Watcher(
             list(paths),
             rules,
@@ -224,14 +320,23 @@ def watch_command(
         with _stop_on_signals(stop):
             totals = watcher.run(stop, once=once)
     except SinkError as error:
-        _say(str(error))
-        sys.exit(EXIT_NO_RULES)
+        failure, exit_code = str(error), EXIT_UNUSABLE
+    except sqlite3.Error as error:
+        # Disk full, an I/O error: every step commits before the next, so what was committed stays consistent.
+        failure = f"state database {folder / DATABASE_NAME} failed: {error}; stopped, committed work is kept"
+        exit_code = EXIT_STATE_FAILED
     finally:
         for sink in sinks:
             sink.close()
-        state.close()
+        with contextlib.suppress(sqlite3.Error):
+            state.close()
+    for line in _spool_summary(sinks) if webhooks else ():
+        _say(line)
+    if failure is not None:
+        _say(failure)
+        sys.exit(exit_code)
     _say(
         f"stopped: {totals.events:,} events read, {totals.runs} rule runs, {totals.alerts} alerts created"
         + (f", {totals.dropped} dropped at max_signals" if totals.dropped else "")
-        + f", {totals.delivered} batches delivered"
+        + f", {totals.delivered} batches handed to sinks"
     )

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shellwatch.alerts.document import rule_uuid
-from shellwatch.alerts.suppression import SuppressionSettings, Suppressor, suppression_settings
+from shellwatch.alerts.hunt_suppression import settings_of
+from shellwatch.alerts.suppression import SuppressionSettings, Suppressor
 from shellwatch.rules.model import Rule
 from shellwatch.schedule.runs import EventClock, Replay, alert_candidate
 
@@ -49,15 +50,6 @@ class SuppressedReplay:
     @property
     def folded(self) -> int:
         return sum(run.folded for run in self.runs)
-
-
-def settings_of(rule: Rule) -> SuppressionSettings | None:
-    """The rule's suppression setting (validated when the rule loaded), or None."""
-    if rule.alert_suppression is None:
-        return None
-    return suppression_settings(
-        {"type": rule.type, "alert_suppression": rule.alert_suppression, "threshold": rule.threshold}
-    )
 
 
 def replay_suppression(rule: Rule, replay: Replay, alerts: Sequence[Mapping[str, Any]]) -> SuppressedReplay | None:

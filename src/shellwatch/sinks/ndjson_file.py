@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from shellwatch.output.json_lines import dumps
-from shellwatch.sinks.base import ALERT_ID, AlertBatch, SinkError
+from shellwatch.sinks.base import ALERT_ID, AlertBatch, SinkError, revision
 
 _READ_BLOCK = 1 << 20
-
-DOCS_COUNT = "kibana.alert.suppression.docs_count"
 
 
 class NdjsonFileSink:
@@ -153,13 +149,6 @@ def _alert_id(line: bytes) -> str | None:
     if not isinstance(document, dict) or not isinstance(document.get(ALERT_ID), str):
         return None
     return revision(document)
-
-
-def revision(alert: Mapping[str, Any]) -> str:
-    """The identity of one revision of an alert: its id, and the count of a suppressed alert."""
-    alert_id = str(alert[ALERT_ID])
-    count = alert.get(DOCS_COUNT)
-    return alert_id if count is None else f"{alert_id}#{count}"
 
 
 def _fsync_directory(path: Path) -> None:

@@ -13,9 +13,13 @@ What happens to a batch:
   ``max_attempts`` goes to the spool (:mod:`shellwatch.sinks.spool`), and while the spool holds batches, new ones
   join it behind them, so the receiver gets batches oldest first. The spool is sent by :meth:`WebhookSink.flush`, by
   the next :meth:`WebhookSink.deliver`, and by the next sink opened on the same folder (after a restart).
-- Any other 4xx, and a redirect elsewhere: a permanent refusal (the request is wrong, not the moment). Sending it
-  again would fail the same way, so the batch is kept in the spool's ``rejected/`` folder with the reason, and
-  logged; never dropped.
+- 401, 403, 404 and 413: the receiver refuses every batch until someone changes its side or ours (credentials
+  rotated, an endpoint moved, a body limit). These are held, not rejected: the batch stays in the spool, in order,
+  and is retried with backoff (up to ``max_backoff`` apart) until the receiver takes it; each refusal is logged with
+  what to check. Rejecting them would send every later batch to ``rejected/`` too, where nothing resends them.
+- Any other 4xx, and a redirect elsewhere: a permanent refusal of this one batch (the request is wrong, not the
+  moment). Sending it again would fail the same way, so the batch is kept in the spool's ``rejected/`` folder with
+  the reason, and logged; never dropped.
 
 Only 307 and 308 redirects to the same scheme, host and port are followed (they keep the method and the body); a
 redirect anywhere else would carry the alerts, and maybe credentials, to a host nobody configured.
@@ -67,6 +71,15 @@ MAX_RESPONSE_BYTES = 64 * 1024
 """The receiver's answer is read up to this much and ignored; only its status counts."""
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 """4xx statuses that mean "not now" rather than "never" (RFC 9110 §15.5.9, RFC 8470 §5.2, RFC 6585 §4)."""
+HELD_STATUSES = frozenset({401, 403, 404, 413})
+"""4xx statuses that refuse every batch alike until a configuration changes (credentials, the endpoint's path, a
+body size limit): batches wait in the spool, retried with backoff, instead of going to ``rejected/`` one by one."""
+_HELD_ADVICE = {
+    401: "check the webhook's credentials",
+    403: "check the webhook's credentials and permissions",
+    404: "check the webhook's URL path",
+    413: "raise the receiver's request size limit",
+}
 _STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 """How a kept-alive connection that the receiver closed while it was idle fails (a timeout is not one of them)."""
 _ACKNOWLEDGED_MEMORY = 10_000
@@ -89,6 +102,16 @@ class WebhookTarget:
 
     def origin(self) -> tuple[str, str, int]:
         return self.scheme, self.host.lower(), self.port
+
+
+def receiver_identity(url: str) -> str:
+    """What names a webhook's receiver across credential changes: scheme, host, port, path and the names of the
+    query parameters, without userinfo or query values (tokens rotate, the receiver stays). ``ValueError`` (with the
+    URL redacted) when ``url`` is no http(s) URL."""
+    target = parse_target(url)
+    path, _, _ = target.path.partition("?")
+    query = urlsplit(redact_url(url)).query
+    return f"{target.scheme}://{target.host.lower()}:{target.port}{path}" + (f"?{query}" if query else "")
 
 
 def redact_url(url: str) -> str:
@@ -169,7 +192,9 @@ def encode_batch(batch: AlertBatch) -> bytes:
 class _Answer:
     """What one batch's sending came to."""
 
-    outcome: Literal["acknowledged", "retry", "rejected"]
+    outcome: Literal["acknowledged", "retry", "held", "rejected"]
+    """``retry``: not now, try again soon; ``held``: refused until a configuration changes (kept in order, retried
+    with backoff); ``rejected``: this batch is refused for good."""
     reason: str = ""
     retry_after: float | None = None
 
@@ -183,7 +208,8 @@ class WebhookStats:
     acknowledged: int = 0
     """Batches the receiver answered with 2xx."""
     failures: int = 0
-    """Requests that failed for the moment (connection error, timeout, 408/425/429/5xx)."""
+    """Requests that failed for the moment (connection error, timeout, 408/425/429/5xx, and the refusals
+    401/403/404/413 that hold the spool)."""
     spooled: int = 0
     """Batches written to the spool to be sent later."""
     rejected: int = 0
@@ -227,6 +253,8 @@ class WebhookSink:
         """Monotonic time before which this sink does not try again on its own (its backoff)."""
         self._receiver_wait_until = 0.0
         """Monotonic time before which the receiver asked not to be sent anything (``Retry-After``)."""
+        self._held_reason = ""
+        """The reason of the last refusal that holds the spool (logged again only when it changes)."""
         self._closed = False
         self.stats = WebhookStats()
 
@@ -292,13 +320,15 @@ class WebhookSink:
 
     def flush(self, timeout: float | None = None) -> int:
         """Send the spooled batches, oldest first, retrying with backoff for at most ``timeout`` seconds; the
-        number still pending. Without a timeout: one pass now, stopping at the first batch that fails."""
+        number still pending. Without a timeout: one pass now, stopping at the first batch that fails. With a
+        timeout of 0: one pass only if this sink's backoff has run out (what a loop calls between its steps, so
+        that a receiver refusing everything is asked again at the backoff's pace, not the loop's)."""
         with self._lock:
             if self._closed:
                 return len(self._spool)
             deadline = time.monotonic() + (timeout or 0.0)
             # An explicit flush tries now even during this sink's own backoff; a receiver's Retry-After still holds.
-            self._send_spooled(eager=True)
+            self._send_spooled(eager=timeout != 0)
             while self._spool:
                 wake = max(self._backoff_until, self._receiver_wait_until)
                 if wake > deadline:
@@ -369,7 +399,7 @@ class WebhookSink:
     def _send(self, key: str, body: bytes) -> _Answer:
         """One batch's request (following same-origin 307/308), with its outcome recorded in the backoff state."""
         answer = self._request(key, body)
-        if answer.outcome == "retry":
+        if answer.outcome in ("retry", "held"):
             self._note_failure(answer)
         else:
             self._note_answer()
@@ -403,6 +433,12 @@ class WebhookSink:
                 continue
             if 300 <= status < 400:
                 return _Answer("rejected", f"answered {status} {reason} (a redirect this sink does not follow)")
+            if status in HELD_STATUSES:
+                return _Answer(
+                    "held",
+                    f"answered {status} {reason} ({_HELD_ADVICE[status]})",
+                    parse_retry_after(retry_after),
+                )
             if 400 <= status < 500 and status not in RETRYABLE_STATUSES:
                 return _Answer("rejected", f"answered {status} {reason}")
             return _Answer("retry", f"answered {status} {reason}", parse_retry_after(retry_after))
@@ -474,7 +510,14 @@ class WebhookSink:
         if answer.retry_after is not None:
             self._receiver_wait_until = now + answer.retry_after
             self._backoff_until = max(self._backoff_until, self._receiver_wait_until)
-        if self._failures == 1:
+        if answer.outcome == "held" and (self._failures == 1 or answer.reason != self._held_reason):
+            logger.error(
+                "%s refuses alerts: %s; batches wait in %s, in order, and are sent again with backoff",
+                self.name,
+                answer.reason,
+                self._spool.pending_dir,
+            )
+        elif self._failures == 1:
             logger.warning(
                 "%s cannot take alerts now (%s); retrying with backoff, batches not taken are spooled in %s",
                 self.name,
@@ -483,11 +526,13 @@ class WebhookSink:
             )
         else:
             logger.debug("%s: attempt failed (%s)", self.name, answer.reason)
+        self._held_reason = answer.reason if answer.outcome == "held" else ""
 
     def _note_answer(self) -> None:
         if self._failures:
             logger.info("%s takes alerts again after %d failed attempt(s)", self.name, self._failures)
         self._failures = 0
+        self._held_reason = ""
         self._backoff_until = 0.0
         self._receiver_wait_until = 0.0
 

@@ -27,7 +27,10 @@ import os
 import select
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
+
+import orjson
 
 from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY, SourceContext
 from shellwatch.sources.inputs import STDIN, Input, list_inputs
@@ -216,8 +219,52 @@ class NdjsonFollower:
         return Chunk([], position, note) if note else None
 
 
+def record_digest(record: RawRecord) -> bytes:
+    """SHA-256 of a record's content: what tells the record an EVTX id names from another with the same id."""
+    return hashlib.sha256(orjson.dumps(record.data, option=orjson.OPT_SORT_KEYS, default=str)).digest()
+
+
+@dataclass(slots=True)
+class _Pass:
+    """One read of a whole file in the reader's order (file order: a wrapped EVTX log does not give ids in order)."""
+
+    status: os.stat_result
+    threshold: int
+    """evtx: records with an id at or below it were read by finished passes."""
+    anchor: bytes
+    """evtx: the digest the record ``threshold`` had when it was read (empty: nothing to check)."""
+    resume_at: int = 0
+    """Records a pass cut short had consumed: those of them at or below ``resume_highest`` were handed on."""
+    resume_highest: int = 0
+    consumed: int = 0
+    highest: int = 0
+    highest_record: RawRecord | None = None
+    """The record ``highest`` names while its digest is not taken yet."""
+    highest_digest: bytes = b""
+    anchor_seen: bool = False
+    lower_seen: bool = False
+    """evtx: a record at or below ``threshold`` other than the anchor was met."""
+
+    def __post_init__(self) -> None:
+        self.highest = self.threshold
+        self.highest_digest = self.anchor
+
+    def seal(self) -> None:
+        """Take the digest of the highest record before it is handed on (normalizing may change its data)."""
+        if self.highest_record is not None:
+            self.highest_digest = record_digest(self.highest_record)
+            self.highest_record = None
+
+
 class RereadFollower:
-    """An EVTX file (new record ids only) or a file of another format, read again whenever it changes."""
+    """An EVTX file (new record ids only) or a file of another format, read again whenever it changes.
+
+    An EVTX log is known by the record its highest read id names: when that record has other content, or is gone
+    while lower ids are there (a cleared log restarts its ids, another export sits under the same name), the file
+    is read from its start, and the alert ids already produced keep what was alerted from being alerted again.
+    A pass cut short (a crash between two chunks) resumes exactly: the stored position says how many records, in
+    the reader's order, it had handed on, and the highest id among them, so that a wrapped log's lower ids that
+    come later in the file are still read."""
 
     persistent = True
     done = False
@@ -230,9 +277,7 @@ class RereadFollower:
         self._on_problem = on_problem
         self._batch = batch
         self._reading: Iterator[RawRecord] | None = None
-        self._status: os.stat_result | None = None
-        self._read_through = 0
-        self._highest = 0
+        self._pass: _Pass | None = None
         self._reported: set[str] = set()
 
     def advance(self, position: InputPosition) -> None:
@@ -245,54 +290,117 @@ class RereadFollower:
             self._reported.add(text)
             self._on_problem(problem)
 
-    def poll(self) -> Chunk | None:
+    def _begin(self) -> str | None:
+        """Start a pass if the file changed since it was read; the note about it. None without a pass."""
         position = self.position
+        try:
+            status = os.stat(position.display)
+        except OSError:
+            return None
+        same_file = (status.st_dev, status.st_ino) == (position.device, position.inode)
+        if same_file and (status.st_size, status.st_mtime_ns) == (position.size, position.mtime_ns):
+            return None
+        if status.st_size == 0:
+            return None
+        evtx = position.kind == "evtx"
         note = None
-        if self._reading is None:
-            try:
-                status = os.stat(position.display)
-            except OSError:
+        threshold, anchor = (position.offset, position.head_hash) if evtx else (0, b"")
+        if position.inode and not same_file:
+            if evtx and not anchor:
+                threshold = 0  # nothing tells whether it holds the same log: every record is read again
+            checked = " (record ids already read are skipped if it holds the same log)" if threshold else ""
+            note = f"{position.display}: replaced by another file; reading it again{checked}"
+        resuming = same_file and position.size == 0 and position.line > 0
+        self._pass = _Pass(
+            status,
+            threshold,
+            anchor,
+            resume_at=position.line if resuming else 0,
+            resume_highest=position.pass_highest if resuming else 0,
+        )
+        self._reading = read_input(Input(position.display, status.st_size), self._problem)
+        return note or ""
+
+    def _restart(self, reason: str) -> str:
+        """Read the file again from its start, every record: it is not the log that was read."""
+        run = self._pass
+        assert run is not None
+        self._pass = _Pass(run.status, 0, b"")
+        self._reading = read_input(Input(self.position.display, run.status.st_size), self._problem)
+        display = self.position.display
+        return f"{display}: {reason} (a cleared log, or another one under this name); reading it from the start"
+
+    def poll(self) -> Chunk | None:
+        note: str | None = None
+        if self._pass is None:
+            note = self._begin()
+            if note is None:
                 return None
-            unchanged = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns) == (
-                position.device,
-                position.inode,
-                position.size,
-                position.mtime_ns,
-            )
-            if unchanged or status.st_size == 0:
-                return None
-            if position.inode and (status.st_dev, status.st_ino) != (position.device, position.inode):
-                skipped = " (record ids already read are skipped)" if position.kind == "evtx" else ""
-                note = f"{position.display}: replaced by another file; reading it again{skipped}"
-            self._status = status
-            self._read_through = position.offset if position.kind == "evtx" else 0
-            self._highest = self._read_through
-            self._reading = read_input(Input(position.display, status.st_size), self._problem)
+        run, reading = self._pass, self._reading
+        assert run is not None and reading is not None
+        evtx = self.position.kind == "evtx"
         records: list[RawRecord] = []
-        for record in self._reading:
-            record_id = record.origin.record_id
-            if position.kind == "evtx" and record_id is not None:
-                if record_id <= self._read_through:
-                    continue
-                self._highest = max(self._highest, record_id)
+        for record in reading:
+            run.consumed += 1
+            record_id = record.origin.record_id if evtx else None
+            if record_id is not None and record_id <= run.threshold:
+                if record_id == run.threshold and run.anchor:
+                    if record_digest(record) != run.anchor:
+                        # The records of this pass are handed on again by the new one.
+                        return self._poll_restarted(f"record {record_id} is not the one read before", note)
+                    run.anchor_seen = True
+                else:
+                    run.lower_seen = True
+                continue
+            handed_before = run.consumed <= run.resume_at and (record_id is None or record_id <= run.resume_highest)
+            if record_id is not None and record_id > run.highest:
+                run.highest, run.highest_record = record_id, record
+            if handed_before:
+                continue
             records.append(record)
             if len(records) >= self._batch:
-                # Mid-file: the size stays 0 so that a restart reads the file again from its first new id.
-                return Chunk(records, dataclasses.replace(position, offset=self._highest, size=0, mtime_ns=0), note)
-        finished_status = self._status
-        assert finished_status is not None
-        self._reading = None
+                run.seal()
+                return Chunk(records, self._unfinished(run), note or None)
+        if evtx and run.anchor and not run.anchor_seen and run.lower_seen:
+            return self._poll_restarted(f"record {run.threshold}, read last, is gone while lower ids are there", note)
+        run.seal()
+        self._pass = self._reading = None
         finished = dataclasses.replace(
-            _file_identity(position, finished_status),
-            offset=self._highest,
-            size=finished_status.st_size,
-            mtime_ns=finished_status.st_mtime_ns,
+            _file_identity(self.position, run.status),
+            offset=run.highest if evtx else 0,
+            line=0,
+            head_hash=run.highest_digest if evtx else b"",
+            size=run.status.st_size,
+            mtime_ns=run.status.st_mtime_ns,
+            pass_highest=0,
         )
-        return Chunk(records, finished, note)
+        return Chunk(records, finished, note or None)
+
+    def _poll_restarted(self, reason: str, earlier_note: str | None) -> Chunk:
+        notes = [text for text in (earlier_note, self._restart(reason)) if text]
+        chunk = self.poll()
+        assert chunk is not None  # a pass under way always ends in a chunk
+        return chunk._replace(note="; ".join(notes))
+
+    def _unfinished(self, run: _Pass) -> InputPosition:
+        """The position of a pass cut short after this chunk: size 0 makes a restart read the file again."""
+        return dataclasses.replace(
+            _file_identity(self.position, run.status),
+            offset=run.threshold,
+            head_hash=run.anchor,
+            line=run.consumed,
+            size=0,
+            mtime_ns=0,
+            pass_highest=run.highest,
+        )
 
 
 class StdinFollower:
-    """NDJSON arriving on stdin, read without blocking; its position is not stored (a pipe is read once)."""
+    """NDJSON arriving on stdin, read without blocking; its position is not stored (a pipe is read once).
+
+    A poll hands on the complete lines read so far, reading at most :data:`CHUNK_BYTES` once a line end is in hand,
+    or more, up to :data:`MAX_RECORD_BYTES`, to finish one long line. A line longer than that is reported and its
+    bytes are dropped as they arrive, up to its end: memory stays bounded whatever is piped in."""
 
     persistent = False
 
@@ -302,41 +410,87 @@ class StdinFollower:
         self.done = False
         self._on_problem = on_problem
         self._descriptor = (stream or sys.stdin.buffer).fileno()
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._complete = False
+        """Whether the buffer holds a line end."""
+        self._skipping = False
+        """Dropping the rest of a line over the record limit."""
+        self._skipped_lines = 0
+        """Lines skipped whole since the last chunk, still to be counted in the position."""
 
     def advance(self, position: InputPosition) -> None:
         self.position = position
 
+    def _take(self, data: bytes) -> None:
+        """Add what was read: to the buffer, or dropped while the line being skipped goes on."""
+        if self._skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            self._skipping = False
+            self._skipped_lines += 1
+            data = data[end + 1 :]
+        if b"\n" in data:
+            self._complete = True
+        self._buffer += data
+        if not self._complete and len(self._buffer) > MAX_RECORD_BYTES:
+            line = self.position.line + self._skipped_lines + 1
+            self._on_problem(
+                ReadProblem(Origin(STDIN, line=line), f"line longer than {MAX_RECORD_BYTES >> 20} MiB; skipped")
+            )
+            self._buffer.clear()
+            self._skipping = True
+
+    def _fill(self) -> bool:
+        """Read what stdin has ready, until a chunk's worth of complete lines; True once stdin has ended."""
+        budget = MAX_RECORD_BYTES + CHUNK_BYTES  # one poll never reads for ever from a fast writer
+        while budget > 0 and not (self._complete and len(self._buffer) >= CHUNK_BYTES):
+            ready, _, _ = select.select([self._descriptor], [], [], 0)
+            if not ready:
+                return False
+            data = os.read(self._descriptor, 1 << 20)
+            if not data:
+                return True
+            budget -= len(data)
+            self._take(data)
+        return False
+
     def poll(self) -> Chunk | None:
         if self.done:
             return None
-        ended = False
-        while len(self._buffer) < CHUNK_BYTES:
-            ready, _, _ = select.select([self._descriptor], [], [], 0)
-            if not ready:
-                break
-            data = os.read(self._descriptor, 1 << 20)
-            if not data:
-                ended = True
-                break
-            self._buffer += data
+        ended = self._fill()
         if ended:
             self.done = True
-            data, self._buffer = self._buffer, b""
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            if self._skipping:  # the last line, over the limit, ended with the stream
+                self._skipping = False
+                self._skipped_lines += 1
         else:
             end = self._buffer.rfind(b"\n")
-            if end < 0:
-                return None
-            data, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
-        if not data:
+            data = bytes(self._buffer[: end + 1])
+            del self._buffer[: end + 1]
+            self._complete = False
+        if not data and not self._skipped_lines:
             return None
-        base = self.position.line
-        records = list(read_json(io.BytesIO(data), STDIN, self._on_problem))
+        base = self.position.line + self._skipped_lines
+        self._skipped_lines = 0
+        records = list(read_json(io.BytesIO(data), STDIN, self._shifted(base)))
         for record in records:
             if record.origin.line is not None:
                 record.origin.line += base
-        advanced = dataclasses.replace(self.position, line=base + data.count(b"\n") + (not data.endswith(b"\n")))
-        return Chunk(records, advanced)
+        lines = data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
+        return Chunk(records, dataclasses.replace(self.position, line=base + lines))
+
+    def _shifted(self, base: int) -> ProblemSink:
+        """Problems of a chunk, with the lines numbered from the start of stdin."""
+
+        def report(problem: ReadProblem) -> None:
+            origin = problem.origin
+            line = None if origin.line is None else origin.line + base
+            self._on_problem(ReadProblem(Origin(origin.path, origin.record_id, line), problem.reason))
+
+        return report
 
 
 class InputCatalog:

@@ -19,9 +19,10 @@ ingested, in the chunk's transaction), one per group reaching the threshold in e
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -35,14 +36,14 @@ from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY
 from shellwatch.rules.model import Rule
 from shellwatch.schedule.new_terms import new_terms_alert
 from shellwatch.schedule.runs import DEFAULT_ALERTS_MAX, TIMESTAMP, epoch_millis
-from shellwatch.sinks.base import ALERT_ID, AlertSink, SinkError
+from shellwatch.sinks.base import ALERT_ID, AlertSink, SinkError, revision_batch
 from shellwatch.sources.record import ReadProblem
 from shellwatch.watch.follow import Follower, InputCatalog
 from shellwatch.watch.matching import RecordMatcher
 from shellwatch.watch.new_terms import NewPair, WatchedNewTerms
 from shellwatch.watch.schedule import GapNotice, RuleClock
 from shellwatch.watch.state import PendingMatch, RuleRunRecord, WatchState
-from shellwatch.watch.suppression import WatchedSuppression, revision_batch
+from shellwatch.watch.suppression import WatchedSuppression
 from shellwatch.watch.threshold import WatchedThreshold
 
 
@@ -93,7 +94,7 @@ class WatchTotals:
     alerts: int = 0
     dropped: int = 0
     delivered: int = 0
-    """Batches handed to a sink and acknowledged."""
+    """Batches a sink took: written, acknowledged, or kept in its spool to be sent later (see the sink's summary)."""
     gaps: list[GapNotice] = field(default_factory=list)
 
 
@@ -229,13 +230,16 @@ class Watcher:
         gap = self._clocks[rule.rule_id].gap(rule, None if last is None else last[0], now_ms)
         suppression = self._suppressions.get(rule.rule_id)
         with self.state.transaction():
-            pending = self.state.pending_for(rule.rule_id)
             events_now = self.state.events_ingested()
-            # As a Kibana search sorts its hits, the earliest events come first when max_signals cuts the run.
-            pending.sort(key=_event_order(rule.timestamp_override))
-            found = self._candidates(rule, pending, started, now_ms, cap, inputs_idle)
+            if suppression is None and rule.rule_id not in self._new_terms and rule.rule_id not in self._thresholds:
+                found = self._plain_candidates(rule, started, cap)
+            else:
+                pending = self.state.pending_for(rule.rule_id)
+                # As a Kibana search sorts its hits, the earliest events come first when max_signals cuts the run.
+                pending.sort(key=_event_order(rule.timestamp_override))
+                found = self._candidates(rule, pending, started, now_ms, cap, inputs_idle)
             fresh = [c for c in found.candidates if not self.state.is_produced(c.alert_id)]
-            duplicates = len(found.candidates) - len(fresh)
+            duplicates = found.duplicates + len(found.candidates) - len(fresh)
             dropped = found.dropped
             updated: list[dict[str, Any]] = []
             suppressed = 0
@@ -265,7 +269,7 @@ class Watcher:
                 rule_id=rule.rule_id,
                 started_ms=now_ms,
                 events=events_now - (last[1] if last is not None else 0),
-                matches=len(pending),
+                matches=found.matches,
                 created=len(alerts),
                 duplicates=duplicates,
                 dropped=dropped,
@@ -302,17 +306,44 @@ class Watcher:
             late=found.late,
         )
 
+    def _plain_alert(self, rule: Rule, match: PendingMatch, started: datetime) -> dict[str, Any]:
+        fields = self._rule_fields[rule.rule_id]
+        alert = build_alert(rule, match.event, origin=match.origin, detected_at=started, rule_fields_cache=fields)
+        # The id decided at ingestion is the one recorded as produced: it is the alert's, whatever.
+        alert[ALERT_ID] = match.alert_id
+        return alert
+
+    def _plain_candidates(self, rule: Rule, started: datetime, cap: int) -> _Found:
+        """A one-alert-per-match rule's run: its first ``cap`` new matches in event order, read page by page and
+        kept ``cap`` at a time, so that memory is bounded by max_signals, not by the backlog."""
+        matches = duplicates = fresh = 0
+
+        def new_matches() -> Iterator[PendingMatch]:
+            nonlocal matches, duplicates, fresh
+            for match in self.state.iter_pending(rule.rule_id):
+                matches += 1
+                if self.state.is_produced(match.alert_id):
+                    duplicates += 1
+                    continue
+                fresh += 1
+                yield match
+
+        # As a Kibana search sorts its hits, the earliest events come first when max_signals cuts the run.
+        chosen = heapq.nsmallest(cap, new_matches(), key=_event_order(rule.timestamp_override))
+        return _Found(
+            [_Candidate(match.alert_id, partial(self._plain_alert, rule, match, started)) for match in chosen],
+            dropped=fresh - len(chosen),
+            capped=True,
+            matches=matches,
+            duplicates=duplicates,
+        )
+
     def _candidates(
         self, rule: Rule, pending: list[PendingMatch], started: datetime, now_ms: int, cap: int, inputs_idle: bool
     ) -> _Found:
-        """The alerts a run may create from its pending matches, by rule type, in the order they are created."""
+        """The alerts a run may create from all its pending matches (the rule types that need every match: new
+        terms, threshold, suppression), by rule type, in the order they are created."""
         fields = self._rule_fields[rule.rule_id]
-
-        def plain(match: PendingMatch) -> dict[str, Any]:
-            alert = build_alert(rule, match.event, origin=match.origin, detected_at=started, rule_fields_cache=fields)
-            # The id decided at ingestion is the one recorded as produced: it is the alert's, whatever.
-            alert[ALERT_ID] = match.alert_id
-            return alert
 
         watched_terms = self._new_terms.get(rule.rule_id)
         if watched_terms is not None:
@@ -326,7 +357,9 @@ class Watcher:
                 )  # fmt: skip
 
             finding = watched_terms.find(pending)
-            return _Found([_Candidate(new.alert_id, partial(first_of_terms, new)) for new in finding.new])
+            return _Found(
+                [_Candidate(new.alert_id, partial(first_of_terms, new)) for new in finding.new], matches=len(pending)
+            )
         watched_threshold = self._thresholds.get(rule.rule_id)
         if watched_threshold is not None:
             outcome = watched_threshold.run(
@@ -337,8 +370,12 @@ class Watcher:
                 dropped=outcome.dropped,
                 capped=True,
                 late=outcome.late,
+                matches=len(pending),
             )
-        return _Found([_Candidate(match.alert_id, partial(plain, match)) for match in pending])
+        return _Found(
+            [_Candidate(match.alert_id, partial(self._plain_alert, rule, match, started)) for match in pending],
+            matches=len(pending),
+        )
 
     # --------------------------------------------------------------------------------------------- delivery
 
@@ -411,6 +448,10 @@ class _Found:
     capped: bool = False
     """Whether max_signals is already applied (threshold: per window, before duplicates are looked at)."""
     late: int = 0
+    matches: int = 0
+    """The run's pending matches."""
+    duplicates: int = 0
+    """Matches left out already because their alert id was produced before."""
 
 
 ONCE_FLUSH_SECONDS = 5.0

@@ -3,8 +3,9 @@
 What it holds, and why each part is there:
 
 * ``input_position``: how far each followed input has been read (byte offset and line of an NDJSON file, last
-  record id of an EVTX file, size and modification time of a file read whole), with what identifies the file
-  (device, inode, a hash of its first bytes) so that a replaced or truncated file is noticed.
+  record id of an EVTX file, size and modification time of a file read whole, and how far a pass over an EVTX or
+  whole file got when it was cut short), with what identifies the file (device, inode, a hash of its first bytes
+  or of the last EVTX record read) so that a replaced, truncated or cleared file is noticed.
 * ``pending``: matches ingested but not yet handled by their rule's next run (the flat event, where it was read, its
   alert id). A rule's run evaluates exactly the events ingested since its previous run: positions, not clocks.
 * ``produced``: every alert id ever created, so that no id is created twice, whatever is read again.
@@ -50,7 +51,11 @@ from shellwatch.sources.record import Origin
 
 DATABASE_NAME = "watch.sqlite3"
 LOCK_NAME = "watch.lock"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1 -> 2: ``input_position.pass_highest`` (exact resumption of an EVTX pass cut short)."""
+
+PENDING_PAGE = 10_000
+"""Pending matches read from the database at once."""
 
 InputKind = Literal["ndjson", "evtx", "whole"]
 """How an input is followed: by byte offset after the last complete line, by last EVTX record id, or read whole
@@ -69,7 +74,8 @@ CREATE TABLE IF NOT EXISTS input_position (
     head_hash BLOB NOT NULL,
     head_length INTEGER NOT NULL,
     size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL
+    mtime_ns INTEGER NOT NULL,
+    pass_highest INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS pending (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -136,15 +142,21 @@ class InputPosition:
     device: int = 0
     inode: int = 0
     offset: int = 0
-    """ndjson: bytes consumed (always at a line end); evtx: the highest record id read; whole: unused."""
+    """ndjson: bytes consumed (always at a line end); evtx: the highest record id read by finished passes (the
+    records at or below it are skipped); whole: unused."""
     line: int = 0
-    """ndjson: lines consumed, so that origins carry the line number a one-shot read gives."""
+    """ndjson: lines consumed, so that origins carry the line number a one-shot read gives; evtx and whole: records
+    of an unfinished pass already handed on, in the reader's order (0: no pass under way)."""
     head_hash: bytes = b""
-    """ndjson: SHA-256 of the file's first ``head_length`` bytes, to notice a file rewritten in place."""
+    """ndjson: SHA-256 of the file's first ``head_length`` bytes, to notice a file rewritten in place; evtx: SHA-256
+    of the record ``offset`` names, to notice a cleared log or another log under the same name."""
     head_length: int = 0
     size: int = 0
     """evtx and whole: the size when the file was last read to its end (0: not read to its end yet)."""
     mtime_ns: int = 0
+    pass_highest: int = 0
+    """evtx: the highest record id an unfinished pass handed on (the records it has not reached yet are those of
+    later positions in the reader's order, or with a higher id: a wrapping log writes over its oldest chunks)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +220,8 @@ class WatchState:
                 connection.execute("INSERT INTO meta VALUES ('schema', ?), ('events', 0)", (SCHEMA_VERSION,))
             elif found[0] > SCHEMA_VERSION:
                 raise StateError(f"{database}: written by a newer shellwatch (schema {found[0]})")
+            elif found[0] < SCHEMA_VERSION:
+                _upgrade(connection, found[0])
         except (OSError, sqlite3.Error) as error:
             _unlock(lock)
             raise StateError(f"{database}: cannot open the state database: {error}") from error
@@ -252,8 +266,8 @@ class WatchState:
     def positions(self) -> dict[str, InputPosition]:
         """Every stored input position, by key."""
         rows = self._connection.execute(
-            "SELECT key, display, kind, device, inode, offset, line, head_hash, head_length, size, mtime_ns"
-            " FROM input_position"
+            "SELECT key, display, kind, device, inode, offset, line, head_hash, head_length, size, mtime_ns,"
+            " pass_highest FROM input_position"
         )
         return {row[0]: InputPosition(*row) for row in rows}
 
@@ -261,9 +275,9 @@ class WatchState:
         """Store an input's position (inside a transaction)."""
         p = position
         self._connection.execute(
-            "INSERT OR REPLACE INTO input_position VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO input_position VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (p.key, p.display, p.kind, p.device, p.inode, p.offset, p.line, p.head_hash, p.head_length, p.size,
-             p.mtime_ns),
+             p.mtime_ns, p.pass_highest),
         )  # fmt: skip
 
     def forget_position(self, key: str) -> None:
@@ -296,15 +310,26 @@ class WatchState:
         )
         return cursor.rowcount == 1
 
+    def iter_pending(self, rule_id: str, page: int | None = None) -> Iterator[PendingMatch]:
+        """The rule's pending matches, in ingestion order, read ``page`` rows (:data:`PENDING_PAGE`) at a time: a
+        backlog (or a flood of forged matching events) never has to be in memory at once."""
+        page = page or PENDING_PAGE
+        after = 0
+        while True:
+            rows = self._connection.execute(
+                "SELECT seq, alert_id, rule_id, event, origin FROM pending WHERE rule_id = ? AND seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (rule_id, after, page),
+            ).fetchall()
+            for seq, alert_id, rule, event, origin in rows:
+                yield PendingMatch(seq, alert_id, rule, orjson.loads(event), Origin(*orjson.loads(origin)))
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
     def pending_for(self, rule_id: str) -> list[PendingMatch]:
-        """The rule's pending matches, in ingestion order."""
-        rows = self._connection.execute(
-            "SELECT seq, alert_id, rule_id, event, origin FROM pending WHERE rule_id = ? ORDER BY seq", (rule_id,)
-        )
-        return [
-            PendingMatch(seq, alert_id, rule, orjson.loads(event), Origin(*orjson.loads(origin)))
-            for seq, alert_id, rule, event, origin in rows
-        ]
+        """Every pending match of the rule, in ingestion order (for the rule types that need them all at once)."""
+        return list(self.iter_pending(rule_id))
 
     def pending_rules(self) -> dict[str, int]:
         """Rule id -> matches pending for it."""
@@ -402,6 +427,19 @@ class WatchState:
     def waiting_by_sink(self) -> dict[str, int]:
         """Sink name -> batches waiting for it (sinks no longer configured included)."""
         return dict(self._connection.execute("SELECT sink, count(*) FROM outbox_sink GROUP BY sink").fetchall())
+
+
+def _upgrade(connection: sqlite3.Connection, version: int) -> None:
+    """Bring a database of an earlier schema to this one, in one transaction."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if version < 2:
+            connection.execute("ALTER TABLE input_position ADD COLUMN pass_highest INTEGER NOT NULL DEFAULT 0")
+        connection.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 def _lock(path: Path) -> int | None:

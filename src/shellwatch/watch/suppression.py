@@ -13,15 +13,15 @@ overlap to recognize. Hence:
   raise ``docs_count``.
 
 How an update reaches an append-only sink: as a new line. The update batch's idempotency key is
-:func:`revision_key`, a hash of every alert's id *and* ``docs_count``, so it never collides with the batch that
-created the alert (nor with another update); a sink that dedupes by key (the webhook receiver) stores each revision
-once. What is unique in the sink is therefore the pair (``kibana.alert.uuid``, ``kibana.alert.suppression.
-docs_count``): the same alert appears once per revision, the revision with the largest ``docs_count`` being current.
+:func:`~shellwatch.sinks.base.revision_key`, a hash of every alert's id *and* ``docs_count``, so it never collides
+with the batch that created the alert (nor with another update); a sink that dedupes by key (the webhook receiver)
+stores each revision once. What is unique in the sink is therefore the pair (``kibana.alert.uuid``,
+``kibana.alert.suppression.docs_count``), :func:`~shellwatch.sinks.base.revision`: the same alert appears once per
+revision, the revision with the largest ``docs_count`` being current.
 """
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -33,27 +33,6 @@ from shellwatch.alerts.document import rule_uuid
 from shellwatch.alerts.hunt_suppression import settings_of
 from shellwatch.alerts.suppression import RunResult, SuppressionSettings, Suppressor
 from shellwatch.rules.model import Rule
-from shellwatch.sinks.base import ALERT_ID, AlertBatch, batch_key
-
-DOCS_COUNT = "kibana.alert.suppression.docs_count"
-
-
-def revision_key(alerts: Sequence[Mapping[str, Any]]) -> str:
-    """A batch key that tells revisions of one alert apart: SHA-256 of each alert's id and ``docs_count``.
-
-    Alerts without suppression fields give :func:`~shellwatch.sinks.base.batch_key`'s key, unchanged.
-    """
-    if not any(DOCS_COUNT in alert for alert in alerts):
-        return batch_key(alerts)
-    digest = hashlib.sha256()
-    for alert in alerts:
-        digest.update(f"{alert[ALERT_ID]}\x00{alert.get(DOCS_COUNT)}\n".encode())
-    return digest.hexdigest()
-
-
-def revision_batch(alerts: Sequence[Mapping[str, Any]]) -> AlertBatch:
-    """A batch of alerts, some of them perhaps revisions of alerts delivered before."""
-    return AlertBatch(revision_key(alerts), tuple(alerts))
 
 
 class WatchedSuppression:
