@@ -3,6 +3,7 @@ commit whole or not at all, the folder lock, durability pragmas and owner-only p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from collections.abc import Iterator
@@ -12,7 +13,14 @@ import pytest
 
 from shellwatch.sinks.base import make_batch
 from shellwatch.sources.record import Origin
-from shellwatch.watch.state import InputPosition, RuleRunRecord, StateError, WatchState, default_state_dir
+from shellwatch.watch.state import (
+    SCHEMA_VERSION,
+    InputPosition,
+    RuleRunRecord,
+    StateError,
+    WatchState,
+    default_state_dir,
+)
 
 
 @pytest.fixture
@@ -122,3 +130,29 @@ def test_other_modules_keep_their_tables_in_the_same_transaction(state: WatchSta
 def test_default_state_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     assert default_state_dir() == tmp_path / "shellwatch" / "watch"
+
+
+def test_a_state_of_the_first_schema_is_upgraded_keeping_its_positions(tmp_path: Path) -> None:
+    """Schema 2 adds ``input_position.pass_highest`` (an EVTX pass cut short resumes exactly); a schema 1 database
+    is upgraded in place, its positions kept, and an older shellwatch then refuses it instead of writing rows it
+    does not know the shape of."""
+    folder = tmp_path / "state"
+    kept = InputPosition(key="/logs/a.evtx", display="a.evtx", kind="evtx", device=1, inode=2, offset=77)
+    state = WatchState.open(folder)
+    with state.transaction():
+        state.save_position(kept)
+    state.connection.execute("ALTER TABLE input_position DROP COLUMN pass_highest")
+    state.connection.execute("UPDATE meta SET value = 1 WHERE name = 'schema'")
+    state.close()
+
+    upgraded = WatchState.open(folder)
+    try:
+        assert upgraded.positions() == {kept.key: kept}
+        cut_short = dataclasses.replace(kept, line=5, pass_highest=90)
+        with upgraded.transaction():
+            upgraded.save_position(cut_short)
+        assert upgraded.positions() == {kept.key: cut_short}
+        schema = upgraded.connection.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()[0]
+        assert schema == SCHEMA_VERSION == 2
+    finally:
+        upgraded.close()
