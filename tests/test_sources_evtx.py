@@ -113,9 +113,7 @@ def has_header_for(chunk: Chunk, record_id: int) -> bool:
     )
 
 
-_NAMED = re.compile(
-    r"records? (\d+)(?:-(\d+))? (?:lost|named in the chunk header are unreadable|could not be)"
-)
+_NAMED = re.compile(r"records? (\d+)(?:-(\d+))? (?:lost|named in the chunk header are unreadable|could not be)")
 
 
 def named_ids(problems: list[ReadProblem]) -> set[int]:
@@ -158,6 +156,42 @@ def test_attack_samples_counts_equal_the_bare_parsers() -> None:
         assert all(r.shape == "windows_event" and r.origin.path == str(path) for r in records)
         total += len(records)
     assert total > 8000
+
+
+_RECORD_ID_TEXT = re.compile(r'"EventRecordID":(\d+)')
+
+
+@pytest.mark.parametrize("name", ["security.evtx", "sample-with-zero-data-size-event.evtx"])
+def test_claims_leave_records_out_in_order(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Over a file of 2,261 records and one whose parser raises in the middle of a chunk: the records a claim
+    takes are left out, every other one comes in file order, the problems are the same as without a claim, and
+    a marker stands for every CLAIMED_MARK_EVERY claimed records."""
+    from shellwatch.sources import evtx_file
+
+    path = str(samples(name))
+    everything, expected_problems = read(path, name)
+    monkeypatch.setattr(evtx_file, "CLAIMED_MARK_EVERY", 50)
+    claimed: list[int] = []
+
+    def claim(text: str) -> bool:
+        if len(text) % 3:
+            return False
+        match = _RECORD_ID_TEXT.search(text)
+        assert match is not None
+        claimed.append(int(match.group(1)))
+        return True
+
+    problems: list[ReadProblem] = []
+    records = list(read_evtx(path, name, problems.append, claim=claim))
+    marks = [record for record in records if record.shape == "claimed"]
+    kept = [record for record in records if record.shape != "claimed"]
+    assert len(claimed) > 100
+    assert [r.origin.record_id for r in kept] == [
+        r.origin.record_id for r in everything if r.origin.record_id not in set(claimed)
+    ]
+    assert [r.data for r in kept] == [r.data for r in everything if r.origin.record_id not in set(claimed)]
+    assert [p.reason for p in problems] == [p.reason for p in expected_problems]
+    assert len(marks) == len(claimed) // 50 > 0
 
 
 # --- the damaged corpus samples -----------------------------------------------------------------------------
@@ -296,8 +330,7 @@ def test_zeroed_stretch_inside_a_chunk(clean: bytes) -> None:
     assert read_ids | named_ids(problems) == set(range(1, 350))
     assert not read_ids & named_ids(problems)
     assert any(
-        p.reason.endswith("reading resumes at record 202") and "records 196-201 lost" in p.reason
-        for p in problems
+        p.reason.endswith("reading resumes at record 202") and "records 196-201 lost" in p.reason for p in problems
     )
     assert {202, 203, 349} <= read_ids
 

@@ -249,6 +249,83 @@ def test_crafted_records_are_ruled_out() -> None:
     assert triage.ruled_out(sysmon_text({**plain, "CommandLine": "\u212a"})) is None
 
 
+def event_text(provider: str, event_id: int, data: dict[str, str]) -> str:
+    return json_text(
+        {
+            "Event": {
+                **HEAD,
+                "System": {
+                    "Provider": {"#attributes": {"Name": provider}},
+                    "EventID": event_id,
+                    "Version": 5,
+                    "Computer": "web01",
+                },
+                "EventData": data,
+            }
+        }
+    )
+
+
+def _record_pool() -> list[str]:
+    """Records of several kinds: process starts with and without a web server parent (the text filter decides),
+    classes no rule can match, a provider no mapping knows, and each of them cut short around its event id."""
+    plain = {"Image": "C:\\Windows\\cmd.exe", "ParentImage": "C:\\Windows\\explorer.exe", "CommandLine": "cmd"}
+    web = {**plain, "ParentImage": "C:\\inetpub\\W3WP.EXE"}
+    whole = [
+        event_text("Microsoft-Windows-Sysmon", 1, plain),
+        event_text("Microsoft-Windows-Sysmon", 1, web),
+        event_text("Microsoft-Windows-Sysmon", 3, plain),
+        event_text("Microsoft-Windows-Sysmon", 11, {"TargetFilename": "C:\\x.ps1"}),
+        event_text("Microsoft-Windows-Security-Auditing", 4688, {"ParentProcessName": "C:\\w3wp.exe"}),
+        event_text("Microsoft-Windows-Security-Auditing", 4624, {"TargetUserName": "bob"}),
+        event_text("Some-Unknown-Provider", 1, plain),
+        event_text("Microsoft-Windows-Sysmon", 12345, plain),
+    ]
+    cut: list[str] = []
+    for text in whole:
+        after_id = text.index('"EventID":') + len('"EventID":')
+        cut += [text[: after_id + length] for length in (1, 2, 3, 8, 30, 60)]
+    return whole + cut
+
+
+RECORD_POOL = _record_pool()
+
+
+@functools.cache
+def bundled_rule_set() -> RuleSet:
+    return RuleSet(load_bundled_rules().rules)
+
+
+@settings(max_examples=300, deadline=None)
+@given(picks=st.lists(st.integers(min_value=0, max_value=len(RECORD_POOL) - 1), max_size=40))
+def test_claim_agrees_with_ruled_out_over_any_sequence(picks: list[int]) -> None:
+    """``claim`` reuses the previous record's verdict when a text starts with that record's key (a shortcut for
+    runs of one kind of record). Over any sequence of records, kinds alternating, the same key followed by other
+    data, texts cut short inside or right after their event id: it claims exactly the records ``ruled_out``
+    rules out, and counts them by the family ``ruled_out`` names."""
+    rules = bundled_rule_set()
+    triage = RecordTriage(rules, ClassPrefilter(rules))
+    expected: Counter[str] = Counter()
+    for pick in picks:
+        text = RECORD_POOL[pick]
+        family = triage.ruled_out(text)
+        assert triage.claim(text) is (family is not None), text
+        if family is not None:
+            expected[family] += 1
+    assert triage.ruled_out_by_family == dict(expected)
+
+
+def test_record_pool_holds_every_verdict() -> None:
+    """The pool above is worth its name: it has records claimed by class, by text, and kept."""
+    rules = RuleSet(load_bundled_rules().rules)
+    triage = RecordTriage(rules, ClassPrefilter(rules))
+    verdicts = {triage.ruled_out(text) for text in RECORD_POOL}
+    assert {None, "sysmon", "windows_security"} <= verdicts
+    kept_process_start = RECORD_POOL[1]
+    assert triage.ruled_out(kept_process_start) is None
+    assert triage.ruled_out(RECORD_POOL[0]) == "sysmon"
+
+
 # ------------------------------------------------------------------------------------------------------------
 # End to end
 

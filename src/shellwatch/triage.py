@@ -17,11 +17,13 @@ any rule. Two facts decide that from the text evtx renders for a record, without
    (:data:`~shellwatch.engine.literals.ASCII_LOWERING_EXCEPTIONS`) is not ruled out this way.
 
 A record is ruled out only when every rule is; a class with a rule that requires no piece is decided by its class
-alone. The verdict per record head is cached: a log holds few distinct providers and event ids.
+alone. The verdict per record head is cached: a log holds few distinct providers and event ids; so is, per key,
+whether a short value holds a piece: a log holds few distinct parent images.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shellwatch.engine.literals import ASCII_LOWERING_EXCEPTIONS, Requirement, requirement
@@ -57,7 +59,8 @@ def _string_end(text: str, start: int) -> int:
 def key_values(text: str, key: str) -> list[str] | None:
     """The lower-cased JSON text of every string value written for ``key`` in ``text`` (a JSON object's
     rendering); None when one of them is not a plain string."""
-    return _marked_values(text, _key_marker(key))
+    values = _marked_values(text, _key_marker(key))
+    return None if values is None else [value.lower() for value in values]
 
 
 def _key_marker(key: str) -> str:
@@ -66,23 +69,104 @@ def _key_marker(key: str) -> str:
 
 
 def _marked_values(text: str, marker: str) -> list[str] | None:
+    """The JSON text, as written, of every string value following ``marker``; None when one is not a string."""
     values: list[str] = []
-    at = text.find(marker)
+    find = text.find
+    at = find(marker)
     while at >= 0:
         start = at + len(marker)
         if not text.startswith('"', start):
             return None
-        end = _string_end(text, start + 1)
+        end = find('"', start + 1)
+        # A quote after a backslash may be escaped: only then is the string's end looked for the slow way.
+        if end > 0 and text[end - 1] == "\\":
+            end = _string_end(text, start + 1)
         if end < 0:
             return None
-        values.append(text[start + 1 : end].lower())
-        at = text.find(marker, end)
+        values.append(text[start + 1 : end])
+        at = find(marker, end)
     return values
 
 
-_Group = tuple[tuple[str, tuple[str, ...]], ...]
-"""(an event data key as written before its value, ``"Key":``, and the pieces one of which its value must hold)
-for each field of a group: one must hold."""
+_VALUE_CACHE_LIMIT = 1024
+"""Values whose verdict a key test keeps; a crafted log can hold any number of them."""
+_CACHED_VALUE_LENGTH = 256
+"""Longer values (command lines) are rarely seen twice: their verdict is not kept."""
+
+
+class _KeyTest:
+    """One event data key of a group and its pieces: whether a value written for the key holds one of them.
+
+    Values repeat (the same parent image in thousands of records), so verdicts on short values are kept.
+    """
+
+    __slots__ = ("_known", "marker", "pieces")
+
+    def __init__(self, marker: str, pieces: tuple[str, ...]) -> None:
+        self.marker = marker
+        """The key as written before its value, ``"Key":``."""
+        self.pieces = pieces
+        self._known: dict[str, bool] = {}
+
+    def holds(self, value: str) -> bool:
+        """Whether the value's JSON text, as written, holds one of the pieces up to ASCII case (the caller has
+        checked that the record holds neither of the characters whose lower case is ASCII)."""
+        known = self._known.get(value)
+        return self._learn(value) if known is None else known
+
+    def holds_in(self, text: str) -> bool:
+        """Whether a value written for the key in a record's text holds one of the pieces, or is not a plain
+        string (undecided); with the same proviso as :meth:`holds`. :func:`_marked_values` and :meth:`holds`,
+        written out: this runs for every record of a class whose rules need a piece."""
+        marker = self.marker
+        known_values = self._known
+        find = text.find
+        at = find(marker)
+        while at >= 0:
+            start = at + len(marker)
+            if not text.startswith('"', start):
+                return True
+            end = find('"', start + 1)
+            if end > 0 and text[end - 1] == "\\":
+                end = _string_end(text, start + 1)
+            if end < 0:
+                return True
+            value = text[start + 1 : end]
+            known = known_values.get(value)
+            if known is None:
+                known = self._learn(value)
+            if known:
+                return True
+            at = find(marker, end)
+        return False
+
+    def _learn(self, value: str) -> bool:
+        lowered = value.lower()
+        known = any(piece in lowered for piece in self.pieces)
+        if len(value) <= _CACHED_VALUE_LENGTH:
+            if len(self._known) >= _VALUE_CACHE_LIMIT:
+                self._known.clear()
+            self._known[value] = known
+        return known
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _KeyTest) and (self.marker, self.pieces) == (other.marker, other.pieces)
+
+    def __hash__(self) -> int:
+        return hash((self.marker, self.pieces))
+
+    def __repr__(self) -> str:
+        return f"_KeyTest({self.marker!r}, {self.pieces!r})"
+
+
+_Group = tuple[_KeyTest, ...]
+"""For each field of a group, the event data keys its text is cut from with their pieces: one must hold."""
+
+
+def _key_test(marker: str, pieces: set[str]) -> _KeyTest:
+    # A piece that holds another is redundant: wherever it occurs, the other does.
+    kept = tuple(sorted(piece for piece in pieces if not any(other != piece and other in piece for other in pieces)))
+    return _KeyTest(marker, kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +185,9 @@ class TextFilter:
     def of(cls, family: str, requirements: tuple[Requirement, ...]) -> TextFilter | None:
         """The filter for rules with these requirements; None when a required field has no known source keys."""
         sources = field_sources(family)
-        rules: list[tuple[_Group, ...]] = []
+        rules: list[list[dict[str, set[str]]]] = []
         for needed in requirements:
-            groups: list[_Group] = []
+            groups: list[dict[str, set[str]]] = []
             for group in needed.groups:
                 by_key: dict[str, set[str]] = {}
                 for piece in group:
@@ -112,18 +196,26 @@ class TextFilter:
                         return None
                     for key in keys:
                         by_key.setdefault(_key_marker(key), set()).add(_json_escaped(piece.text))
-                groups.append(tuple((key, tuple(sorted(pieces))) for key, pieces in by_key.items()))
-            rules.append(tuple(groups))
-        return cls(family, tuple(rules), _shared_first_group(rules))
+                groups.append(by_key)
+            rules.append(groups)
+        made = tuple(
+            tuple(tuple(_key_test(marker, pieces) for marker, pieces in by_key.items()) for by_key in groups)
+            for groups in rules
+        )
+        return cls(family, made, _shared_first_group(rules))
 
     def may_match(self, text: str) -> bool:
         """False when no rule can match the record whose JSON text is ``text``."""
         if _KELVIN in text or _DOTTED_I in text:
             return True
-        seen: dict[str, list[str] | None] = {}
         first = self.first
-        if first is not None and not _group_holds(first, text, seen):
-            return False
+        if first is not None:
+            for test in first:
+                if test.holds_in(text):
+                    break
+            else:
+                return False
+        seen: dict[str, list[str] | None] = {}
         for groups in self.rules:
             for group in groups:
                 if not _group_holds(group, text, seen):
@@ -133,22 +225,23 @@ class TextFilter:
         return False
 
 
-def _shared_first_group(rules: list[tuple[_Group, ...]]) -> _Group | None:
+def _shared_first_group(rules: list[list[dict[str, set[str]]]]) -> _Group | None:
     """The union of the rules' first groups, when they all read the same keys (see :attr:`TextFilter.first`)."""
     if not rules or any(not groups for groups in rules):
         return None
-    keys = {key for key, _ in rules[0][0]}
-    if any({key for key, _ in groups[0]} != keys for groups in rules):
+    keys = set(rules[0][0])
+    if any(set(groups[0]) != keys for groups in rules):
         return None
     pieces: dict[str, set[str]] = {key: set() for key in keys}
     for groups in rules:
-        for key, key_pieces in groups[0]:
+        for key, key_pieces in groups[0].items():
             pieces[key].update(key_pieces)
-    return tuple((key, tuple(sorted(pieces[key]))) for key in sorted(keys))
+    return tuple(_key_test(key, pieces[key]) for key in sorted(keys))
 
 
 def _group_holds(group: _Group, text: str, seen: dict[str, list[str] | None]) -> bool:
-    for marker, pieces in group:
+    for test in group:
+        marker = test.marker
         if marker in seen:
             values = seen[marker]
         else:
@@ -156,9 +249,8 @@ def _group_holds(group: _Group, text: str, seen: dict[str, list[str] | None]) ->
         if values is None:
             return True  # a value that is not a plain string: undecided
         for value in values:
-            for piece in pieces:
-                if piece in value:
-                    return True
+            if test.holds(value):
+                return True
     return False
 
 
@@ -166,6 +258,8 @@ _Verdict = str | TextFilter | None
 """A family name: no rule can match the record; a filter: ask it; None: decode the record."""
 
 _ID_MARKER = '}},"EventID":'
+_NO_KEY = "\x00"
+"""The previous key before the first record (its verdict None: a text starting with a NUL is decoded)."""
 
 
 class RecordTriage:
@@ -176,36 +270,52 @@ class RecordTriage:
         self._prefilter = prefilter
         self._by_key: dict[str, _Verdict] = {}
         self._filters: dict[tuple[str, tuple[int, ...]], TextFilter | None] = {}
-        self._last_key = ""
-        self._last_verdict: _Verdict = None
         self.ruled_out_by_family: dict[str, int] = {}
-        """Records :meth:`claim` took, by source family, since the caller last emptied it."""
-
-    def claim(self, text: str) -> bool:
-        """True when no rule can match the record whose evtx JSON text is ``text``: it is counted in
+        """Records :attr:`claim` took, by source family, since the caller last emptied it (in place)."""
+        self.claim: Callable[[str], bool] = self._claimer()
+        """True when no rule can match the record whose evtx JSON text is the argument: it is counted in
         :attr:`ruled_out_by_family` and need not be decoded. False: decode and normalize it."""
-        # rendered_key, written out: this runs for every record of a hunt.
-        id_at = text.find(_ID_MARKER, PREFIX_LENGTH, KEY_SEARCH_END)
-        if id_at < 0:
-            return False
-        key = text[: id_at + KEY_TAIL]
-        # Records of one kind come in runs: comparing with the previous key costs less than hashing this one.
-        if key == self._last_key:
-            verdict = self._last_verdict
-        else:
-            verdict = self._last_verdict = self._verdict(key)
-            self._last_key = key
-        if verdict is None:
-            return False
-        if isinstance(verdict, str):
-            family = verdict
-        elif verdict.may_match(text):
-            return False
-        else:
-            family = verdict.family
+
+    def _claimer(self) -> Callable[[str], bool]:
+        # A closure rather than a method: it runs for every record of a hunt, and its state in cells costs less
+        # to reach than attributes.
         counts = self.ruled_out_by_family
-        counts[family] = counts.get(family, 0) + 1
-        return True
+        verdict_of = self._verdict
+        last_key = _NO_KEY
+        last_verdict: _Verdict = None
+
+        def claim(text: str) -> bool:
+            nonlocal last_key, last_verdict
+            # Records of one kind come in runs. A text that starts with the previous record's key has that key
+            # (rendered_key finds the same first event id marker in the same place), hence its verdict: one
+            # comparison instead of a search, a slice and a hash.
+            if text.startswith(last_key):
+                verdict = last_verdict
+            else:
+                # rendered_key, written out.
+                id_at = text.find(_ID_MARKER, PREFIX_LENGTH, KEY_SEARCH_END)
+                if id_at < 0:
+                    return False
+                key = text[: id_at + KEY_TAIL]
+                verdict = verdict_of(key)
+                if len(key) == id_at + KEY_TAIL:  # a key cut short by the text's end prefixes longer keys
+                    last_key = key
+                    last_verdict = verdict
+            if verdict is None:
+                return False
+            if isinstance(verdict, str):
+                family = verdict
+            elif verdict.may_match(text):
+                return False
+            else:
+                family = verdict.family
+            try:
+                counts[family] += 1
+            except KeyError:
+                counts[family] = 1
+            return True
+
+        return claim
 
     def ruled_out(self, text: str) -> str | None:
         """The source family of the record whose evtx JSON text is ``text`` when no rule can match it (not

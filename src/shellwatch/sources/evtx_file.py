@@ -113,6 +113,8 @@ class _Ledger:
 
     def covers(self, first: int, last: int) -> bool:
         """Whether every id from ``first`` to ``last`` was read or reported."""
+        if len(self._starts) == 1 and not self.settled:  # the common case: one run, nothing reported
+            return first > last or (self._starts[0] <= first and last <= self._ends[0])
         record_id = first
         while record_id <= last:
             if record_id in self.settled:
@@ -341,7 +343,8 @@ def _random_reads(file: IO[bytes]) -> tuple[int, Callable[[int, int], bytes]]:
         except (AttributeError, OSError, ValueError):  # a file in memory has no descriptor
             pass
         else:
-            return os.fstat(descriptor).st_size, lambda offset, size: os.pread(descriptor, size, offset)
+            # The size by a seek: cheaper than fstat's whole status.
+            return file.seek(0, os.SEEK_END), lambda offset, size: os.pread(descriptor, size, offset)
 
     def seek_and_read(offset: int, size: int) -> bytes:
         file.seek(offset)
