@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from conftest import shared_path
 from shellwatch.sources import json_records
@@ -68,7 +65,9 @@ def test_one_line_array_and_single_object(tmp_path: Path) -> None:
 
 def test_concatenated_pretty_objects_and_the_evtx_dump_shape(tmp_path: Path) -> None:
     """Objects back to back, as SigmaHQ's regression_data concatenates evtx_dump renderings."""
-    evtx_dump = {"Event": {"#attributes": {"xmlns": "x"}, "System": {"EventID": 1}, "EventData": {"Image": "a{b"}}}
+    evtx_dump = {
+        "Event": {"#attributes": {"xmlns": "x"}, "System": {"EventID": 1}, "EventData": {"Image": "a{b"}}
+    }
     ecs = {"event": {"code": "1"}, "process": {"name": "cmd.exe"}}
     content = json.dumps(evtx_dump, indent=2) + "\n" + json.dumps(ecs, indent=2) + json.dumps(evtx_dump)
     records, problems = read(write(tmp_path, "concat.json", content))
@@ -109,7 +108,9 @@ def test_unterminated_array_is_reported(tmp_path: Path) -> None:
     assert [p.reason for p in problems] == ["JSON array not closed at the end of the input"]
 
 
-def test_oversized_line_is_skipped_without_loading_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oversized_line_is_skipped_without_loading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(json_records, "MAX_RECORD_BYTES", 1000)
     monkeypatch.setattr(json_records, "_SKIP_BLOCK", 64)
     big = json.dumps({"blob": "x" * 5000})
@@ -183,98 +184,3 @@ def test_event_hub_batches_give_their_records(tmp_path: Path) -> None:
     assert records[2].data == document
     assert [record.origin.line for record in records] == [1, 1, 2]
     assert len(problems) == 1 and "not an object" in problems[0].reason
-
-
-# ------------------------------------------------------------------------------------------------------------
-# A line filter (the hook shellwatch.line_triage uses): claimed lines are counted by it and never decoded
-
-
-class ClaimAll:
-    """Claims every line it is offered; remembers the lines it holds."""
-
-    def __init__(self) -> None:
-        self.held: list[bytes] = []
-
-    def claim(self, line: bytes) -> bool:
-        self.held.append(line)
-        return True
-
-    def release(self, line: bytes) -> None:
-        self.held.remove(line)
-
-
-def read_with(text: bytes, line_filter: ClaimAll | None) -> tuple[list[RawRecord], list[ReadProblem]]:
-    problems: list[ReadProblem] = []
-    records = list(json_records.read_json(io.BytesIO(text), "t", problems.append, line_filter=line_filter))
-    return records, problems
-
-
-CHUNKS = [
-    b'{"a": @}',
-    b'{"s": "}{", "t": [@, {"u": null}]}',
-    b'  {"indented": @}',
-    b'{\n  "pretty": {\n    "x": @\n  }\n}',
-    b'{"a": "}", "b": {"c": @}\n, "d": 2}',  # a line that looks whole, and is not: the next goes on with it
-    b'{"a": "}", "b": {"c": @}',  # the same, cut short
-    b'{"b": tru@}',
-    b'{"a": @',
-    b'[{"in": @}, {"in": "array"}]',
-    b'{"records": [{"n": @}, {"n": 2}]}',
-    b'{"x": @} {"y": 2}',
-    b"",
-    b"stray@",
-]
-"""Pieces of JSON input; ``@`` becomes a number unique in the input, so that no two lines are the same."""
-
-
-@settings(max_examples=200, deadline=None)
-@given(chunks=st.lists(st.sampled_from(CHUNKS), max_size=8))
-def test_claimed_lines_are_exactly_the_whole_objects_left_out(chunks: list[bytes]) -> None:
-    """Reading with a filter that claims every line it is offered gives the records read without one, less those
-    of the lines it kept claimed: a claimed line that opened a longer value is read as without the filter.
-    Problems are the same, except for a claimed line that only looks like an object (counted, not reported)."""
-    text = b"\n".join(chunk.replace(b"@", str(n).encode()) for n, chunk in enumerate(chunks)) + b"\n"
-    plain_records, plain_problems = read_with(text, None)
-    claim_all = ClaimAll()
-    records, problems = read_with(text, claim_all)
-    assert all(r.origin.line is None for r in records if r.shape == "claimed")
-    kept = [(r.origin.line, r.data) for r in records if r.shape != "claimed"]
-    claimed_lines = _claimed_lines(text, claim_all)
-    left_out = [(r.origin.line, r.data) for r in plain_records if r.origin.line in claimed_lines]
-    assert kept == [(r.origin.line, r.data) for r in plain_records if r.origin.line not in claimed_lines]
-    assert [data for _, data in left_out] == [
-        record.data for line in claim_all.held for record in read_with(line + b"\n", None)[0]
-    ]
-    assert [(p.origin.line, p.reason) for p in problems] == [
-        (p.origin.line, p.reason) for p in plain_problems if p.origin.line not in claimed_lines
-    ]
-
-
-def _claimed_lines(text: bytes, claim_all: ClaimAll) -> set[int]:
-    held = set(claim_all.held)
-    return {number for number, line in enumerate(text.split(b"\n"), 1) if line.strip() in held}
-
-
-def test_a_claimed_line_that_opened_a_longer_value_is_read_after_all() -> None:
-    claim_all = ClaimAll()
-    records, problems = read_with(b'{"a": "}", "b": {"c": 1}\n  , "d": 2}\n{"e": 3}\n', claim_all)
-    assert [(r.origin.line, r.data) for r in records] == [(1, {"a": "}", "b": {"c": 1}, "d": 2})]
-    assert claim_all.held == [b'{"e": 3}']
-    assert problems == []
-
-
-def test_a_claimed_fragment_at_the_end_is_reported_as_without_the_filter() -> None:
-    claim_all = ClaimAll()
-    records, problems = read_with(b'{"e": 3}\n{"a": "}", "b": {"c": 1}\n', claim_all)
-    assert records == []
-    assert claim_all.held == [b'{"e": 3}']
-    assert [(p.origin.line, p.reason) for p in problems] == [
-        (2, "JSON value not terminated at the end of the input; skipped")
-    ]
-
-
-def test_claimed_lines_leave_a_marker_now_and_then_for_progress() -> None:
-    count = 3 * json_records.CLAIMED_MARK_EVERY + 5
-    records, problems = read_with(b'{"a": 1}\n' * count + b'[{"b": 2}]\n', ClaimAll())
-    assert [r.shape for r in records] == ["claimed"] * 3 + ["json"]
-    assert problems == []

@@ -13,22 +13,13 @@ element by element, never whole), and several objects on one line are all cut in
 JSON strings cannot hold a raw line break, so string state never crosses a line. A value that does not parse
 is reported with the line it starts on and skipped, the rest is read; so is a line or a value over
 :data:`MAX_RECORD_BYTES`, which is never held whole in memory.
-
-A caller may rule lines out before they are decoded (a :class:`LineFilter`, such as
-:class:`shellwatch.line_triage.LineTriage`): it is offered each line that starts at its first byte with ``{`` and
-ends with ``}``, when no multi-line value is open, and a line it claims is counted by it and never decoded; a
-``claimed`` marker stands for every :data:`CLAIMED_MARK_EVERY` of them, so that progress still moves. Such a line
-could still be the start of a value that goes on over the next lines (``{"a": "}", "b": {}`` is one); the next line
-shows it: if that line does not itself start with ``{`` or ``[``, the claimed line is decoded after all, and if it
-is not a whole JSON object the claim is released and the line read as it would have been without the filter. A
-claimed line that is not valid JSON although it looks like an object is counted, not reported.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import IO, Any, Final, Protocol
+from typing import IO, Any
 
 import orjson
 
@@ -46,41 +37,15 @@ GIVE_UP_AFTER = 100
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[{}\[\]]')
 """A string (possibly unterminated at the end of the line) or a bracket; everything else is between tokens."""
 _SEPARATORS = b" \t\r\n,"
-_OPENERS: Final = (b"{", b"[")
-_BRACE: Final = ord("{")
-_CLOSING_BRACE: Final = ord("}")
-
-CLAIMED_MARK_EVERY: Final = 1024
-"""A ``claimed`` marker record is yielded after this many claimed lines in a row (see RecordShape)."""
-_CLAIMED_MARK: Final = RawRecord({}, "claimed", Origin(""))
 
 
-class LineFilter(Protocol):
-    """Takes NDJSON lines out of the reading: a line it claims is accounted for by it, never decoded."""
-
-    def claim(self, line: bytes) -> bool:
-        """True when the caller accounts for the JSON object ``line`` (the whole line, stripped) itself."""
-        ...
-
-    def release(self, line: bytes) -> None:
-        """Take back a claimed line: it was not a whole JSON object, and is read after all."""
-        ...
-
-
-def read_json(
-    stream: IO[bytes], display: str, on_problem: ProblemSink, *, line_filter: LineFilter | None = None
-) -> Iterator[RawRecord]:
-    """Every JSON object in a UTF-8 stream, with the line its value starts on. ``line_filter``: offered each line
-    holding one object first; the lines it claims are not yielded (see the module docstring)."""
+def read_json(stream: IO[bytes], display: str, on_problem: ProblemSink) -> Iterator[RawRecord]:
+    """Every JSON object in a UTF-8 stream, with the line its value starts on."""
     problems = ProblemCount(on_problem)
     on_problem = problems.report
     scanner = _ValueScanner(display, on_problem)
     line_number = 0
     records = 0
-    claimed = 0
-    # The last claimed line, until the next line that is not blank shows it cannot be the start of a longer value.
-    pending: bytes | None = None
-    pending_line = 0
     while True:
         if not records and problems.count >= GIVE_UP_AFTER:
             on_problem(ReadProblem(Origin(display, line=line_number), "no JSON object found; rest skipped"))
@@ -89,15 +54,6 @@ def read_json(
         if not line:
             break
         line_number += 1
-        if pending is not None and not line.isspace():
-            if line[:1] not in _OPENERS and line_filter is not None and not _whole_object(pending):
-                # Without the filter the line would have opened a value this line goes on with: read it so.
-                line_filter.release(pending)
-                records -= 1
-                for record in _scanned(scanner, pending, pending_line, display, on_problem):
-                    records += 1
-                    yield record
-            pending = None
         if len(line) > MAX_RECORD_BYTES:
             _skip_rest_of_line(stream, line)
             on_problem(
@@ -112,21 +68,6 @@ def read_json(
             stripped = line.strip()
             if not stripped:
                 continue
-            # Only a line that starts a value at its first byte: the next line shows whether it went on.
-            if (
-                line_filter is not None
-                and line[0] == _BRACE
-                and stripped[-1] == _CLOSING_BRACE
-                and line_filter.claim(stripped)
-            ):
-                records += 1
-                pending = stripped
-                pending_line = line_number
-                claimed += 1
-                if claimed == CLAIMED_MARK_EVERY:
-                    claimed = 0
-                    yield _CLAIMED_MARK
-                continue
             try:
                 value = orjson.loads(stripped)
             except orjson.JSONDecodeError:
@@ -136,34 +77,16 @@ def read_json(
                     records += 1
                     yield record
                 continue
-        for record in _scanned(scanner, line, line_number, display, on_problem):
-            records += 1
-            yield record
-    if pending is not None and line_filter is not None and not _whole_object(pending):
-        line_filter.release(pending)
-        yield from _scanned(scanner, pending, pending_line, display, on_problem)
+        for start_line, text in scanner.feed(line, line_number):
+            try:
+                value = _loads(text, Origin(display, line=start_line), on_problem)
+            except orjson.JSONDecodeError as error:
+                on_problem(ReadProblem(Origin(display, line=start_line), f"invalid JSON: {error}"))
+                continue
+            for record in _records(value, display, start_line, on_problem):
+                records += 1
+                yield record
     scanner.finish(line_number)
-
-
-def _whole_object(line: bytes) -> bool:
-    try:
-        orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return False
-    return True
-
-
-def _scanned(
-    scanner: _ValueScanner, line: bytes, line_number: int, display: str, on_problem: ProblemSink
-) -> Iterator[RawRecord]:
-    """The records of the values ``line`` completes, read by the bracket scanner."""
-    for start_line, text in scanner.feed(line, line_number):
-        try:
-            value = _loads(text, Origin(display, line=start_line), on_problem)
-        except orjson.JSONDecodeError as error:
-            on_problem(ReadProblem(Origin(display, line=start_line), f"invalid JSON: {error}"))
-            continue
-        yield from _records(value, display, start_line, on_problem)
 
 
 def _loads(text: bytes, origin: Origin, on_problem: ProblemSink) -> Any:

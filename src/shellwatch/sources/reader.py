@@ -27,7 +27,7 @@ from shellwatch.sources.csv_records import read_csv
 from shellwatch.sources.event_xml import read_event_xml
 from shellwatch.sources.evtx_file import RecordClaim, read_evtx
 from shellwatch.sources.inputs import STDIN, Input, iter_inputs, list_inputs
-from shellwatch.sources.json_records import LineFilter, read_json
+from shellwatch.sources.json_records import read_json
 from shellwatch.sources.record import Origin, RawRecord, ReadProblem
 from shellwatch.sources.sniff import Sniffed, sniff
 from shellwatch.sources.streams import as_utf8, peek, spool
@@ -55,18 +55,11 @@ def read_paths(paths: Sequence[str], *, on_problem: Callable[[ReadProblem], None
         yield from read_input(item, on_problem)
 
 
-def read_input(
-    item: Input,
-    on_problem: ProblemSink,
-    *,
-    claim: RecordClaim | None = None,
-    line_filter: LineFilter | None = None,
-) -> Iterator[RawRecord]:
+def read_input(item: Input, on_problem: ProblemSink, *, claim: RecordClaim | None = None) -> Iterator[RawRecord]:
     """Every record of one listed input; ``claim`` is offered the JSON text of each EVTX record first and takes
-    the records it returns True for out of the yield (:data:`~shellwatch.sources.evtx_file.RecordClaim`);
-    ``line_filter`` does the same with each NDJSON line (:class:`~shellwatch.sources.json_records.LineFilter`)."""
+    the records it returns True for out of the yield (:data:`~shellwatch.sources.evtx_file.RecordClaim`)."""
     if item.path == STDIN:
-        yield from _read_stream(sys.stdin.buffer, STDIN, None, on_problem, 0, claim, line_filter)
+        yield from _read_stream(sys.stdin.buffer, STDIN, None, on_problem, 0, claim)
         return
     try:
         stream = open(item.path, "rb")  # noqa: SIM115 -- closed below, after the generator is done with it
@@ -74,7 +67,7 @@ def read_input(
         on_problem(ReadProblem(Origin(item.path), f"cannot open: {error.strerror or error}"))
         return
     with stream:
-        yield from _read_stream(stream, item.path, item.path, on_problem, 0, claim, line_filter)
+        yield from _read_stream(stream, item.path, item.path, on_problem, 0, claim)
 
 
 def _read_stream(
@@ -84,7 +77,6 @@ def _read_stream(
     on_problem: ProblemSink,
     nesting: int,
     claim: RecordClaim | None = None,
-    line_filter: LineFilter | None = None,
 ) -> Iterator[RawRecord]:
     """Records of one stream; ``file_path`` is set when the stream is that file on disk (EVTX and zip then
     read the file directly instead of a copy)."""
@@ -103,18 +95,16 @@ def _read_stream(
                 yield from _read_evtx_copy(stream, display, on_problem, claim)
         elif sniffed.format == "gzip":
             with gzip.GzipFile(fileobj=stream, mode="rb") as inner:
-                yield from _read_stream(inner, display, None, on_problem, nesting + 1, claim, line_filter)  # type: ignore[arg-type]
+                yield from _read_stream(inner, display, None, on_problem, nesting + 1, claim)  # type: ignore[arg-type]
         elif sniffed.format == "zip":
-            yield from _read_zip(stream, display, file_path, on_problem, nesting, claim, line_filter)
+            yield from _read_zip(stream, display, file_path, on_problem, nesting, claim)
         elif sniffed.format == "tar":
             for name, member in tar_members(stream):
-                yield from _read_stream(member, f"{display}!{name}", None, on_problem, nesting + 1, claim, line_filter)
+                yield from _read_stream(member, f"{display}!{name}", None, on_problem, nesting + 1, claim)
         elif sniffed.format == "xml":
             yield from read_event_xml(_xml_text(stream, sniffed, head), display, on_problem)
         elif sniffed.format == "json":
-            yield from read_json(
-                as_utf8(stream, sniffed.encoding, sniffed.bom_length), display, on_problem, line_filter=line_filter
-            )
+            yield from read_json(as_utf8(stream, sniffed.encoding, sniffed.bom_length), display, on_problem)
         elif sniffed.format == "csv":
             yield from read_csv(as_utf8(stream, sniffed.encoding, sniffed.bom_length), display, on_problem)
         elif sniffed.format == "empty":
@@ -141,23 +131,17 @@ def _read_zip(
     on_problem: ProblemSink,
     nesting: int,
     claim: RecordClaim | None,
-    line_filter: LineFilter | None,
 ) -> Iterator[RawRecord]:
     if file_path is not None:
-        yield from _read_zip_members(file_path, display, on_problem, nesting, claim, line_filter)
+        yield from _read_zip_members(file_path, display, on_problem, nesting, claim)
         return
     # zip's index is at its end: a one-way stream is copied to a seekable file first.
     with spool(stream) as copy:
-        yield from _read_zip_members(copy, display, on_problem, nesting, claim, line_filter)
+        yield from _read_zip_members(copy, display, on_problem, nesting, claim)
 
 
 def _read_zip_members(
-    archive_file: str | IO[bytes],
-    display: str,
-    on_problem: ProblemSink,
-    nesting: int,
-    claim: RecordClaim | None,
-    line_filter: LineFilter | None,
+    archive_file: str | IO[bytes], display: str, on_problem: ProblemSink, nesting: int, claim: RecordClaim | None
 ) -> Iterator[RawRecord]:
     for name, archive, member in zip_members(archive_file):
         member_display = f"{display}!{name}"
@@ -167,7 +151,7 @@ def _read_zip_members(
             on_problem(ReadProblem(Origin(member_display), f"cannot open archive member: {error}"))
             continue
         with opened:
-            yield from _read_stream(opened, member_display, None, on_problem, nesting + 1, claim, line_filter)
+            yield from _read_stream(opened, member_display, None, on_problem, nesting + 1, claim)
 
 
 def _xml_text(stream: IO[bytes], sniffed: Sniffed, head: bytes) -> IO[bytes]:
