@@ -9,6 +9,7 @@ semantics (missing fields, any-of on lists, case modes, wildcard escapes, string
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -451,3 +452,35 @@ def test_columnar_hunt_gives_the_alerts_of_the_streaming_hunt(tmp_path: Path, mo
         streaming_stats.duplicates,
         streaming_stats.by_source,
     )
+
+
+def test_hunt_command_takes_the_columnar_path_for_a_large_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``shellwatch hunt`` hands a hunt with a file of at least the columnar threshold to ``columnar.hunt`` (which
+    decides per hunt), and gives the streaming hunt's alerts."""
+    from click.testing import CliRunner
+
+    import shellwatch.columnar as columnar
+    from shellwatch.cli import hunt as hunt_cli
+    from shellwatch.cli import main
+
+    assert hunt_cli.COLUMNAR_WORTH_BYTES == columnar.COLUMNAR_MIN_BYTES
+    path = tmp_path / "defend.ndjson"
+    base = (FIXTURES / "elastic_defend-positive.ndjson").read_bytes()
+    path.write_bytes(base * 3)
+    spy: list[str] = []
+    original = columnar.ColumnarMatches.__iter__
+
+    def counted(self: Any) -> Any:
+        spy.append(self.path)
+        return original(self)
+
+    monkeypatch.setattr(columnar.ColumnarMatches, "__iter__", counted)
+    runner = CliRunner()
+    streaming = runner.invoke(main, ["hunt", "--format", "ndjson", str(path)], catch_exceptions=False)
+    assert spy == [], "a small file stays on the streaming path"
+    monkeypatch.setattr(hunt_cli, "COLUMNAR_WORTH_BYTES", 0)
+    monkeypatch.setattr(columnar, "COLUMNAR_MIN_BYTES", 0)
+    fast = runner.invoke(main, ["hunt", "--format", "ndjson", str(path)], catch_exceptions=False)
+    assert spy == [str(path)], "the columnar path ran"
+    ids = [[json.loads(line)["kibana.alert.uuid"] for line in r.stdout.splitlines()] for r in (streaming, fast)]
+    assert ids[0] and ids[0] == ids[1]

@@ -99,6 +99,21 @@ class _Progress:
         self.bar.refresh()
 
 
+COLUMNAR_WORTH_BYTES = 8 << 20
+"""Only a file at least this large can go to the columnar path (:data:`shellwatch.columnar.COLUMNAR_MIN_BYTES`,
+checked here before DuckDB is imported, so a small hunt never pays for loading it)."""
+
+
+def _hunter(paths: Sequence[str]) -> Callable[..., Iterator[dict[str, Any]]]:
+    """The hunt to run: :func:`shellwatch.columnar.hunt` when some input is a file large enough for the columnar
+    path to win (it decides per hunt, and hands everything else to the streaming hunt), else the streaming hunt."""
+    if any(Path(path).is_file() and Path(path).stat().st_size >= COLUMNAR_WORTH_BYTES for path in paths):
+        from shellwatch import columnar
+
+        return columnar.hunt
+    return hunt
+
+
 def _print_summary(console: Console, stats: HuntStats, rule_count: int) -> None:
     rate = f"{stats.records_per_second:,.0f} records/s" if stats.seconds > 0 else ""
     console.print(
@@ -301,7 +316,7 @@ def hunt_command(
     stats = HuntStats()
     with ExitStack() as stack:
         progress = stack.enter_context(_Progress(stderr_is_terminal()))
-        alerts: Iterator[dict[str, Any]] = hunt(
+        alerts: Iterator[dict[str, Any]] = _hunter(paths)(
             list(paths),
             rules,
             start=start,
