@@ -257,7 +257,7 @@ def live_runs(
     run's uncommitted work (the process died mid-run) and that run is done again."""
     schedule = RuleSchedule.from_rule(rule)
     alerts = alerts_of(rule, events)
-    search_events = NewTermsSearch(rule, alerts, schedule).events
+    search_events = NewTermsSearch(rule, alerts, schedule).matches.events
     interval = 5 * 60_000
     lookback = 9 * 60_000
     connection: sqlite3.Connection | None = None

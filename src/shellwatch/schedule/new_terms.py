@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -69,6 +69,7 @@ from shellwatch.schedule.runs import (
     EventClock,
     RuleSchedule,
     SearchStrategy,
+    TimedEvents,
     Window,
     WindowResult,
     lookback_of,
@@ -450,23 +451,16 @@ class NewTermsSearch:
     ) -> None:
         self.state = NewTermsState(rule, store if store is not None else MemoryNewTermsStore())
         clock = EventClock(schedule)
-        events: list[NewTermsEvent] = []
-        self.untimed = 0
-        for seq, alert in enumerate(alerts):
-            event = event_from_alert(alert, self.state.settings.fields, clock, seq)
-            if event is None:
-                self.untimed += 1
-            else:
-                events.append(event)
-        events.sort(key=lambda e: (e.effective, e.seq))
-        self.events = events
-        self.times = [e.effective for e in events]
-        self.combinations = len({terms_key(t) for e in events for t in e.combinations})
+        fields = self.state.settings.fields
+        self.matches = TimedEvents(alerts, lambda alert, seq: event_from_alert(alert, fields, clock, seq))
+        self.untimed = self.matches.untimed
+        self.times = self.matches.times
+        self.combinations = len({terms_key(t) for e in self.matches.events for t in e.combinations})
         self.found: dict[str, NewTerm] = {}
-        self.state.observe(events)
+        self.state.observe(self.matches.events)
 
     def search(self, window: Window) -> WindowResult:
-        in_window = self.events[bisect_left(self.times, window.low) : bisect_right(self.times, window.high)]
+        in_window = self.matches.in_window(window)
         found = self.state.search(in_window, window.low, window.high)
         for new in found:
             self.found.setdefault(new.alert_id, new)

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from shellwatch.ecs import flatten_fields
 from shellwatch.normalize.timestamps import iso_utc
@@ -487,6 +487,43 @@ class Window:
     low: int
     high: int
     catch_up: bool
+
+
+class TimedEvent(Protocol):
+    """An event a rule type's search reads: its effective time and its position among the rule's matches."""
+
+    @property
+    def effective(self) -> int: ...
+
+    @property
+    def seq(self) -> int: ...
+
+
+_E = TypeVar("_E", bound=TimedEvent)
+
+
+class TimedEvents(Generic[_E]):
+    """A rule's matching events in time order (ties in input order), for its searches to take window by window;
+    ``untimed`` counts the matches without a usable timestamp, which no range filter lets through."""
+
+    def __init__(
+        self, alerts: Iterable[Mapping[str, Any]], to_event: Callable[[Mapping[str, Any], int], _E | None]
+    ) -> None:
+        events: list[_E] = []
+        self.untimed = 0
+        for seq, alert in enumerate(alerts):
+            event = to_event(alert, seq)
+            if event is None:
+                self.untimed += 1
+            else:
+                events.append(event)
+        events.sort(key=lambda e: (e.effective, e.seq))
+        self.events = events
+        self.times = [e.effective for e in events]
+
+    def in_window(self, window: Window) -> list[_E]:
+        """The events whose effective time lies in the window (both bounds inclusive)."""
+        return self.events[bisect_left(self.times, window.low) : bisect_right(self.times, window.high)]
 
 
 class WindowResult(NamedTuple):

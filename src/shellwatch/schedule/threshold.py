@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import uuid
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,7 +45,15 @@ from shellwatch.alerts.document import build_alert
 from shellwatch.ecs import flatten_fields
 from shellwatch.rules.model import Rule
 from shellwatch.schedule.new_terms import Term, combinations, composite_order, term_values
-from shellwatch.schedule.runs import TIMESTAMP, EventClock, RuleSchedule, SearchStrategy, Window, WindowResult
+from shellwatch.schedule.runs import (
+    TIMESTAMP,
+    EventClock,
+    RuleSchedule,
+    SearchStrategy,
+    TimedEvents,
+    Window,
+    WindowResult,
+)
 
 MAX_FIELDS = 5
 """Kibana's limit on ``threshold.field``."""
@@ -423,23 +430,16 @@ class ThresholdSearch:
     ) -> None:
         self.state = ThresholdState(rule, store if store is not None else MemoryThresholdStore())
         clock = EventClock(schedule)
-        events: list[ThresholdEvent] = []
-        self.untimed = 0
-        for seq, alert in enumerate(alerts):
-            event = event_from_alert(alert, self.state.settings, clock, seq)
-            if event is None:
-                self.untimed += 1
-            else:
-                events.append(event)
-        events.sort(key=lambda e: (e.effective, e.seq))
-        self.events = events
-        self.times = [e.effective for e in events]
+        settings = self.state.settings
+        self.matches = TimedEvents(alerts, lambda alert, seq: event_from_alert(alert, settings, clock, seq))
+        self.untimed = self.matches.untimed
+        self.times = self.matches.times
         self.found: dict[str, tuple[ThresholdBucket, int]] = {}
         self._pending: dict[str, ThresholdBucket] = {}
         self.reached = 0
 
     def search(self, window: Window) -> WindowResult:
-        in_window = self.events[bisect_left(self.times, window.low) : bisect_right(self.times, window.high)]
+        in_window = self.matches.in_window(window)
         # Every bucket is returned: the replay cuts them at max_signals ("aggregation") and reports the rest.
         finding = self.state.search(in_window, window.low, window.high, window.started_at, None)
         self.reached += finding.reached
