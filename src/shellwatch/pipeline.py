@@ -32,9 +32,16 @@ from shellwatch.alerts.held import HeldAlerts
 from shellwatch.engine.ruleset import INDEX_FROM_RULES, RuleSet
 from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY, SourceContext
 from shellwatch.normalize.demand import FieldDemand
-from shellwatch.normalize.dispatch import UNKNOWN, WINDOWS_FAMILIES, normalize_with_family
+from shellwatch.normalize.dispatch import (
+    ECS,
+    ELASTIC_DEFEND,
+    UNKNOWN,
+    WINDOWS_FAMILIES,
+    normalize_with_family,
+    source_family,
+)
 from shellwatch.normalize.event_class import windows_event_class
-from shellwatch.parallel import scan_in_order, worker_count
+from shellwatch.parallel import available_cores, scan_in_order, worker_count
 from shellwatch.prefilter import ClassPrefilter
 from shellwatch.query.ir import (
     And,
@@ -53,12 +60,16 @@ from shellwatch.query.ir import (
 )
 from shellwatch.rules.model import Rule
 from shellwatch.sources.inputs import STDIN
-from shellwatch.sources.reader import Input, list_inputs, read_input
-from shellwatch.sources.record import Origin, ReadProblem
+from shellwatch.sources.reader import Input, list_inputs, read_input, split_json_lines
+from shellwatch.sources.record import Origin, RawRecord, ReadProblem
 from shellwatch.triage import RecordTriage
 
 PROGRESS_RECORDS = 4096
 """An input's counts are reported (and ``on_progress`` called) every this many of its records."""
+
+PASS_THROUGH_SOURCES = frozenset((ELASTIC_DEFEND, ECS))
+"""Sources whose normalizers remember nothing between records (:class:`SourceContext` unused): a file of them
+reads the same in pieces, so a large one is split across workers."""
 
 
 @dataclass(slots=True)
@@ -361,6 +372,10 @@ def _worker_scanner(rules: RuleSet, settings: ScanSettings) -> Callable[[Input],
 
 
 def _lost_input(item: Input, reason: str) -> ScanResult:
+    if not item.whole:
+        # A piece of a split file: what was lost is that piece, from its first line on.
+        end = "the end of the file" if item.end is None else f"byte {item.end}"
+        return ReadProblem(Origin(item.path, line=item.first_line), f"{reason} (the part up to {end})")
     return ReadProblem(Origin(item.path), reason)
 
 
@@ -386,6 +401,32 @@ def _scan_in_workers(
         yield from results
         if finished:
             yield _InputDone(index)
+
+
+def _split_large_inputs(inputs: list[Input], workers: int | None, source: str | None) -> list[Input]:
+    """The inputs, large JSON lines files of pass-through sources cut into pieces for several workers to read
+    (:func:`~shellwatch.sources.reader.split_json_lines`); unchanged when the hunt cannot use several workers.
+
+    A file is split only when its head's documents are all of :data:`PASS_THROUGH_SOURCES` (or every record is
+    read as one of them, ``source``): pieces then give the alerts the whole file gives, while a CrowdStrike or
+    Defender file, whose normalizers remember earlier records of the input, is read whole by one worker."""
+    if workers == 1 or (workers is None and available_cores() < 2):
+        return inputs
+    if source is not None and source not in PASS_THROUGH_SOURCES:
+        return inputs
+    accepts = _any_document if source is not None else _pass_through_document
+    tasks: list[Input] = []
+    for item in inputs:
+        tasks.extend(split_json_lines(item, accepts))
+    return tasks
+
+
+def _pass_through_document(document: dict[str, Any]) -> bool:
+    return source_family(RawRecord(document, "json", Origin(""))) in PASS_THROUGH_SOURCES
+
+
+def _any_document(_document: dict[str, Any]) -> bool:
+    return True
 
 
 def release_held(held: HeldAlerts, rules: Sequence[Rule], stats: HuntStats) -> Iterator[dict[str, Any]]:
@@ -428,8 +469,9 @@ def hunt(
     are kept. ``on_progress`` is called after each input and every 4,096 records of an input.
 
     ``workers``: processes to spread the inputs over; None for all cores, except that inputs too small to repay
-    starting workers (and stdin) are read in this process. Alerts, problems and counts are the same whatever the
-    number of workers.
+    starting workers (and stdin) are read in this process. A large JSON lines file of Elastic Defend or ECS documents
+    is read in pieces by several workers (:func:`_split_large_inputs`). Alerts, problems and counts are the same
+    whatever the number of workers.
 
     ``source``: read every record as this source (a name of :data:`~shellwatch.normalize.dispatch.SOURCES`)
     instead of recognizing each one. ``process_memory``: entries a normalizer may remember per input (a CrowdStrike
@@ -456,14 +498,15 @@ def hunt(
     inputs: list[Input] = list_inputs(paths, on_problem=problem)
     stats.inputs = len(inputs)
     stats.input_bytes = sum(item.size or 0 for item in inputs)
-    processes = (
-        1 if any(item.path == STDIN for item in inputs) else worker_count(workers, len(inputs), stats.input_bytes)
-    )
+    reads_stdin = any(item.path == STDIN for item in inputs)
+    tasks = inputs if reads_stdin else _split_large_inputs(inputs, workers, source)
+    processes = 1 if reads_stdin else worker_count(workers, len(tasks), stats.input_bytes)
     stats.workers = processes
     if processes > 1:
-        results = _scan_in_workers(rules, settings, inputs, processes)
+        results = _scan_in_workers(rules, settings, tasks, processes)
     else:
-        results = _scan_here(InputScanner(rules, settings), inputs)
+        tasks = inputs
+        results = _scan_here(InputScanner(rules, settings), tasks)
     compiled = rules.compiled
     held = HeldAlerts([] if per_match else [c.rule for c in compiled], settings.detected_at)
     try:
@@ -499,8 +542,9 @@ def hunt(
                     stats.seconds = time.perf_counter() - began
                     on_progress(stats)
             elif type(result) is _InputDone:
-                stats.inputs_done += 1
-                stats.bytes_done += inputs[result.index].size or 0
+                task = tasks[result.index]
+                stats.inputs_done += task.last_piece
+                stats.bytes_done += task.size or 0
                 if on_progress is not None:
                     stats.seconds = time.perf_counter() - began
                     on_progress(stats)

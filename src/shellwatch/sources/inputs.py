@@ -20,10 +20,27 @@ STDIN = "-"
 class Input(NamedTuple):
     """One input to read: a path (``-`` for stdin) and its size in bytes (None for stdin or a pipe).
 
+    A piece of a large JSON lines file (:func:`shellwatch.sources.reader.split_json_lines`) is the bytes
+    ``[start, end)`` of the file (``end`` None: to its end, however long it has grown), whose first line is line
+    ``first_line`` of the file; ``size`` is then the piece's size. The defaults name the whole file.
+
     A named tuple: inputs are sent to worker processes by the thousand, and tuples pickle fastest."""
 
     path: str
     size: int | None
+    start: int = 0
+    end: int | None = None
+    first_line: int = 1
+
+    @property
+    def whole(self) -> bool:
+        """Whether this is a whole input rather than a piece of one."""
+        return self.start == 0 and self.end is None
+
+    @property
+    def last_piece(self) -> bool:
+        """Whether reading this reaches the end of the input (a whole input, or the last piece of one)."""
+        return self.end is None
 
 
 def list_inputs(paths: Sequence[str], *, on_problem: Callable[[ReadProblem], None] | None = None) -> list[Input]:

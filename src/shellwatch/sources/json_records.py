@@ -39,13 +39,20 @@ _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"?|[{}\[\]]')
 _SEPARATORS = b" \t\r\n,"
 
 
-def read_json(stream: IO[bytes], display: str, on_problem: ProblemSink) -> Iterator[RawRecord]:
-    """Every JSON object in a UTF-8 stream, with the line its value starts on."""
+def read_json(
+    stream: IO[bytes], display: str, on_problem: ProblemSink, *, first_line: int = 1, records_before: bool = False
+) -> Iterator[RawRecord]:
+    """Every JSON object in a UTF-8 stream, with the line its value starts on.
+
+    A stream holding part of an input from one of its line starts (a piece of a large JSON lines file) says which
+    line of the input it starts on, ``first_line``, and whether the input had records before it: then it is not
+    given up on for problems before its first record, as the whole input would not be.
+    """
     problems = ProblemCount(on_problem)
     on_problem = problems.report
     scanner = _ValueScanner(display, on_problem)
-    line_number = 0
-    records = 0
+    line_number = first_line - 1
+    records = 1 if records_before else 0
     while True:
         if not records and problems.count >= GIVE_UP_AFTER:
             on_problem(ReadProblem(Origin(display, line=line_number), "no JSON object found; rest skipped"))

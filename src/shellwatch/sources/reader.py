@@ -11,16 +11,23 @@ record, member or input.
 Record order: inputs in :func:`~shellwatch.sources.inputs.list_inputs` order, zip members by name, tar members
 in archive order, records in file order (records an EVTX file gives up only after repair of a damaged chunk
 come after the file's other records).
+
+A large JSON lines file can be read in pieces by several processes (:func:`split_json_lines`): the pieces, read
+one after the other, give exactly the records and problems, with the same line numbers, that reading the whole
+file gives.
 """
 
 from __future__ import annotations
 
 import codecs
 import gzip
+import io
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO
+from typing import IO, Any
+
+import orjson
 
 from shellwatch.sources.archives import tar_members, zip_members
 from shellwatch.sources.csv_records import read_csv
@@ -32,12 +39,23 @@ from shellwatch.sources.record import Origin, RawRecord, ReadProblem
 from shellwatch.sources.sniff import Sniffed, sniff
 from shellwatch.sources.streams import as_utf8, peek, spool
 
-__all__ = ["Input", "list_inputs", "read_paths"]
+__all__ = ["Input", "list_inputs", "read_input", "read_paths", "split_json_lines"]
 
 ProblemSink = Callable[[ReadProblem], None]
 
 MAX_NESTING = 4
 """Archives inside archives are opened this deep at most (a .gz in a .zip is 2)."""
+
+SPLIT_MIN_BYTES = 32 << 20
+"""A JSON lines file is read in pieces from this size on..."""
+SPLIT_PIECE_BYTES = 16 << 20
+"""... of about this many bytes each (cut at the first line end from there on)."""
+SPLIT_SAMPLE_LINES = 64
+"""Lines of a file's head that must all be whole JSON documents the caller accepts for it to be split..."""
+SPLIT_SAMPLE_BYTES = 1 << 20
+"""... read from at most this many bytes of its head."""
+_COUNT_BLOCK = 8 << 20
+_RANGE_BUFFER = 1 << 20
 
 _XML_DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
@@ -67,7 +85,136 @@ def read_input(item: Input, on_problem: ProblemSink, *, claim: RecordClaim | Non
         on_problem(ReadProblem(Origin(item.path), f"cannot open: {error.strerror or error}"))
         return
     with stream:
-        yield from _read_stream(stream, item.path, item.path, on_problem, 0, claim)
+        if item.whole:
+            yield from _read_stream(stream, item.path, item.path, on_problem, 0, claim)
+        else:
+            yield from _read_piece(stream, item, on_problem, claim)
+
+
+def _read_piece(
+    stream: IO[bytes], item: Input, on_problem: ProblemSink, claim: RecordClaim | None
+) -> Iterator[RawRecord]:
+    """The records of a piece of a JSON lines file (see :func:`split_json_lines`)."""
+    try:
+        stream.seek(item.start)
+        piece: IO[bytes] = stream
+        if item.end is not None:
+            piece = io.BufferedReader(_ByteRange(stream, item.end - item.start), buffer_size=_RANGE_BUFFER)
+        if item.start == 0:
+            # The head piece: recognized (byte order mark, encoding) exactly as the whole file would be.
+            yield from _read_stream(piece, item.path, None, on_problem, 0, claim)
+            return
+        # The head piece had records (the split was decided on them): no giving up on this one.
+        yield from read_json(piece, item.path, on_problem, first_line=item.first_line, records_before=True)
+    except Exception as error:  # an I/O error: report, go on
+        on_problem(ReadProblem(Origin(item.path), f"read error: {type(error).__name__}: {error}"))
+
+
+class _ByteRange(io.RawIOBase):
+    """At most ``length`` bytes of a stream, from its current position."""
+
+    def __init__(self, stream: IO[bytes], length: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._left = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)
+        wanted = min(len(view), self._left)
+        data = self._stream.read(wanted)
+        view[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+
+def split_json_lines(item: Input, accepts: Callable[[dict[str, Any]], bool]) -> list[Input]:
+    """``item`` in pieces for several processes to read, or ``[item]`` when it is not to be split.
+
+    A file is split when it is at least :data:`SPLIT_MIN_BYTES` and its head reads as JSON lines: UTF-8, and every
+    non-blank line among the first :data:`SPLIT_SAMPLE_LINES` (within :data:`SPLIT_SAMPLE_BYTES`) a whole JSON
+    object, not a batch of records nor a raw Windows event, that ``accepts`` (the caller's judgement that reading
+    it needs nothing remembered from earlier records). Pieces of about :data:`SPLIT_PIECE_BYTES` are cut just after
+    a line end, numbered by counting the line ends before them; the last piece reads to the end of the file, so a
+    file that grew is read as far as the whole file would be.
+
+    Only the head is sampled: a file whose later lines are pretty-printed values spanning a cut, or records of a
+    source that remembers earlier ones, is read with the piece boundaries as input boundaries.
+    """
+    if item.path == STDIN or not item.whole or item.size is None or item.size < SPLIT_MIN_BYTES:
+        return [item]
+    try:
+        with open(item.path, "rb") as stream:
+            if not _head_is_json_lines(stream.read(SPLIT_SAMPLE_BYTES), accepts):
+                return [item]
+            stream.seek(0)
+            cuts = _line_cuts(stream, item.size)
+    except OSError:
+        return [item]  # the whole-file read reports it
+    if not cuts:
+        return [item]
+    pieces: list[Input] = []
+    start, first_line = 0, 1
+    for cut, line_after in cuts:
+        pieces.append(Input(item.path, cut - start, start, cut, first_line))
+        start, first_line = cut, line_after
+    pieces.append(Input(item.path, item.size - start, start, None, first_line))
+    return pieces
+
+
+def _head_is_json_lines(head: bytes, accepts: Callable[[dict[str, Any]], bool]) -> bool:
+    sniffed = sniff(head)
+    if sniffed.format != "json" or codecs.lookup(sniffed.encoding).name != "utf-8":
+        return False
+    lines = head[sniffed.bom_length :].split(b"\n")
+    if len(head) == SPLIT_SAMPLE_BYTES:
+        lines.pop()  # cut short by the sample's end
+    documents = 0
+    for line in lines:
+        stripped = line.strip()
+        if not stripped:
+            continue
+        try:
+            document = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(document, dict) or "records" in document or "Event" in document:
+            return False
+        if not accepts(document):
+            return False
+        documents += 1
+        if documents >= SPLIT_SAMPLE_LINES:
+            break
+    return documents > 0
+
+
+def _line_cuts(stream: IO[bytes], size: int) -> list[tuple[int, int]]:
+    """Where pieces end (just after a line end, before ``size``) and the file line number that follows each."""
+    cuts: list[tuple[int, int]] = []
+    target = SPLIT_PIECE_BYTES
+    position = 0
+    lines = 0
+    while position < size:
+        block = stream.read(min(_COUNT_BLOCK, size - position))
+        if not block:
+            break
+        block_end = position + len(block)
+        while target < block_end:
+            newline = block.find(b"\n", max(target - position, 0))
+            if newline < 0:
+                break  # the cut falls in a later block
+            cut = position + newline + 1
+            if cut >= size:
+                return cuts
+            cuts.append((cut, lines + block.count(b"\n", 0, newline + 1) + 1))
+            target = cut + SPLIT_PIECE_BYTES
+        lines += block.count(b"\n")
+        position = block_end
+    return cuts
 
 
 def _read_stream(
