@@ -414,6 +414,21 @@ def test_another_family_mid_file_is_read_as_the_streaming_reader_reads_it(tmp_pa
     assert found, "the Sysmon event's parent is w3wp.exe"
 
 
+def columnar_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the columnar path reads from now on, in order (its matches are iterated once per path)."""
+    import shellwatch.columnar as columnar
+
+    runs: list[str] = []
+    original = columnar.ColumnarMatches.__iter__
+
+    def counted(self: Any) -> Any:
+        runs.append(self.path)
+        return original(self)
+
+    monkeypatch.setattr(columnar.ColumnarMatches, "__iter__", counted)
+    return runs
+
+
 def test_columnar_hunt_gives_the_alerts_of_the_streaming_hunt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import shellwatch.columnar as columnar
     from shellwatch.engine.ruleset import RuleSet
@@ -427,14 +442,7 @@ def test_columnar_hunt_gives_the_alerts_of_the_streaming_hunt(tmp_path: Path, mo
     path.write_bytes(base * 3)
     rules = RuleSet(load_bundled_rules().rules)
     monkeypatch.setattr(columnar, "COLUMNAR_MIN_BYTES", 0)
-    spy: list[str] = []
-    original = columnar.ColumnarMatches.__iter__
-
-    def counted(self: Any) -> Any:
-        spy.append(self.path)
-        return original(self)
-
-    monkeypatch.setattr(columnar.ColumnarMatches, "__iter__", counted)
+    spy = columnar_runs(monkeypatch)
     columnar_stats, streaming_stats = HuntStats(), HuntStats()
     fast = list(columnar.hunt([str(path)], rules, stats=columnar_stats))
     slow = list(streaming_hunt([str(path)], rules, stats=streaming_stats, workers=1))
@@ -467,14 +475,7 @@ def test_hunt_command_takes_the_columnar_path_for_a_large_file(tmp_path: Path, m
     path = tmp_path / "defend.ndjson"
     base = (FIXTURES / "elastic_defend-positive.ndjson").read_bytes()
     path.write_bytes(base * 3)
-    spy: list[str] = []
-    original = columnar.ColumnarMatches.__iter__
-
-    def counted(self: Any) -> Any:
-        spy.append(self.path)
-        return original(self)
-
-    monkeypatch.setattr(columnar.ColumnarMatches, "__iter__", counted)
+    spy = columnar_runs(monkeypatch)
     runner = CliRunner()
     streaming = runner.invoke(main, ["hunt", "--format", "ndjson", str(path)], catch_exceptions=False)
     assert spy == [], "a small file stays on the streaming path"

@@ -27,6 +27,7 @@ from shellwatch.alerts.suppression import (
     group_alert_uuid,
     group_terms,
     instance_id,
+    iso_moment,
     suppression_settings,
 )
 from shellwatch.rules.model import Rule
@@ -43,10 +44,6 @@ def settings_of(rule: Rule) -> SuppressionSettings | None:
     return suppression_settings(
         {"type": rule.type, "alert_suppression": rule.alert_suppression, "threshold": rule.threshold}
     )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _time(value: Any) -> datetime | None:
@@ -138,11 +135,11 @@ class HuntSuppression:
                 if current is not None and (window is None or moment <= current.created + window):
                     # Held alerts are in time order: the folded event is the group's latest so far.
                     current.document[DOCS_COUNT] += 1
-                    current.document["kibana.alert.suppression.end"] = _iso(moment)
+                    current.document["kibana.alert.suppression.end"] = iso_moment(moment)
                     self.suppressed[rule_index] += 1
                     continue
                 document = dict(alert)
-                stamp = _iso(moment)
+                stamp = iso_moment(moment)
                 document.update(
                     {
                         "kibana.alert.uuid": uuid,

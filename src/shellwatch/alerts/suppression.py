@@ -222,7 +222,8 @@ def instance_id(terms: list[Term], rule_uuid: str, space_id: str = DEFAULT_SPACE
 # --- the suppressor -----------------------------------------------------------------------------------------
 
 
-def _iso(moment: datetime) -> str:
+def iso_moment(moment: datetime) -> str:
+    """A moment as Kibana writes alert times: UTC, milliseconds, ``Z``."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -394,7 +395,7 @@ class Suppressor:
         if not self._room(run):
             return self._count(run, Decision("dropped_max_signals", uuid, group_id))
         document = dict(alert)
-        moment = _iso(event_time)
+        moment = iso_moment(event_time)
         document.update(
             {
                 "kibana.alert.uuid": uuid,
@@ -414,11 +415,11 @@ class Suppressor:
         document = group.alert
         document["kibana.alert.suppression.docs_count"] += 1
         if event_time > group.end:
-            document["kibana.alert.suppression.end"] = _iso(event_time)
+            document["kibana.alert.suppression.end"] = iso_moment(event_time)
         # The start moves only within the run that created the alert (Kibana's getUpdatedSuppressionBoundaries).
         if group.run_id == run.run_id and event_time < _parse(document["kibana.alert.suppression.start"]):
-            document["kibana.alert.suppression.start"] = _iso(event_time)
-        document["kibana.alert.last_detected"] = _iso(run.started_at)
+            document["kibana.alert.suppression.start"] = iso_moment(event_time)
+        document["kibana.alert.last_detected"] = iso_moment(run.started_at)
         if group.run_id != run.run_id:
             run.updated[document["kibana.alert.uuid"]] = document
 
@@ -433,10 +434,10 @@ class Suppressor:
             "rule_uuid": self.rule_uuid,
             "space_id": self.space_id,
             "groups": {
-                key: {"alert": group.alert, "created_at": _iso(group.created_at), "run_id": group.run_id}
+                key: {"alert": group.alert, "created_at": iso_moment(group.created_at), "run_id": group.run_id}
                 for key, group in self._groups.items()
             },
-            "alert_ids": {uuid: _iso(moment) for uuid, moment in self._alert_ids.items()},
+            "alert_ids": {uuid: iso_moment(moment) for uuid, moment in self._alert_ids.items()},
         }
 
     @classmethod

@@ -65,7 +65,6 @@ from shellwatch.ecs import flatten_fields, values_of
 from shellwatch.rules.model import Rule, duration_seconds
 from shellwatch.schedule.runs import (
     MAX_RULE_GAP_RATIO,
-    TIMESTAMP,
     EventClock,
     RuleSchedule,
     SearchStrategy,
@@ -421,13 +420,7 @@ def event_from_alert(
 ) -> NewTermsEvent | None:
     """A hunt alert (:func:`~shellwatch.alerts.document.build_alert`) as a new_terms event; ``None`` when it has no
     usable timestamp (no range filter would let it through)."""
-    timing: dict[str, Any] = {TIMESTAMP: alert.get("kibana.alert.original_time")}
-    others = {clock.primary, clock.secondary} - {TIMESTAMP, None}
-    if others:
-        timing.update(
-            flatten_fields({k: v for k, v in alert.items() if k != TIMESTAMP}, sorted(o for o in others if o))
-        )
-    effective = clock.effective(timing)
+    effective = clock.alert_effective(alert)
     if effective is None:
         return None
     values = flatten_fields(alert, fields)

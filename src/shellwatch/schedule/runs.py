@@ -386,6 +386,15 @@ class EventClock:
             return primary
         return epoch_millis(event.get(self.secondary))
 
+    def alert_effective(self, alert: Mapping[str, Any]) -> int | None:
+        """:meth:`effective` of the source event of an alert of :func:`~shellwatch.alerts.document.build_alert`:
+        its @timestamp is ``kibana.alert.original_time``, the other timestamp fields are kept as the event had them."""
+        timing: dict[str, Any] = {TIMESTAMP: alert.get("kibana.alert.original_time")}
+        others = sorted({f for f in (self.primary, self.secondary) if f is not None and f != TIMESTAMP})
+        if others:
+            timing.update(flatten_fields({k: v for k, v in alert.items() if k != TIMESTAMP}, others))
+        return self.effective(timing)
+
     def order(self, event: Mapping[str, Any]) -> tuple[int, ...]:
         """The sort key of the search (ascending; a missing value sorts last)."""
         if self.eql_field is not None:

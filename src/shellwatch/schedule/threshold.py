@@ -403,11 +403,7 @@ def event_from_alert(
     alert: Mapping[str, Any], settings: ThresholdSettings, clock: EventClock, seq: int
 ) -> ThresholdEvent | None:
     """A hunt alert as a threshold event; ``None`` without a usable timestamp."""
-    timing: dict[str, Any] = {TIMESTAMP: alert.get("kibana.alert.original_time")}
-    others = sorted(f for f in (clock.primary, clock.secondary) if f is not None and f != TIMESTAMP)
-    if others:
-        timing.update(flatten_fields({k: v for k, v in alert.items() if k != TIMESTAMP}, others))
-    effective = clock.effective(timing)
+    effective = clock.alert_effective(alert)
     if effective is None:
         return None
     wanted = list(settings.fields)
