@@ -36,6 +36,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import lru_cache
 from itertools import product
 from typing import Any
 
@@ -135,6 +136,29 @@ def raw_field_test(node: Exists | Equals | Wildcard | Regex | Cidr) -> RawTest:
     return test
 
 
+def list_field_test(node: Equals | Wildcard) -> Callable[[list[Any]], bool]:
+    """:func:`raw_field_test` for a list value (``process.args``), its string elements tested without a call per
+    element where the test allows (a set lookup; one call to the wildcard matcher)."""
+    scalar = _scalar_test(node)
+    insensitive = node.case is Case.INSENSITIVE
+    text_test: Callable[[str], bool]
+    if isinstance(node, Equals):
+        text_test = split_values(node.values, insensitive)[0].__contains__
+    else:
+        text_test = _wildcard_set(node.patterns, insensitive).matches
+
+    def test(items: list[Any]) -> bool:
+        for item in items:
+            if item.__class__ is str:
+                if text_test(item.lower() if insensitive else item):
+                    return True
+            elif item is not None and scalar(item):
+                return True
+        return False
+
+    return test
+
+
 def _exists_raw(raw: Any) -> bool:
     if raw is None:
         return False
@@ -192,8 +216,19 @@ def split_values(
     return frozenset(strings), frozenset(numbers), frozenset(booleans)
 
 
+@lru_cache(maxsize=1 << 13)
+def _compiled_wildcards(patterns: tuple[str, ...], insensitive: bool) -> WildcardSet:
+    return compile_wildcards(patterns, insensitive=insensitive)
+
+
+def _wildcard_set(patterns: Sequence[str], insensitive: bool) -> WildcardSet:
+    """The patterns' :class:`WildcardSet`, compiled once for the generated code, the closures and the list tests
+    of a rule (and shared by rules testing the same patterns: the set is immutable)."""
+    return _compiled_wildcards(tuple(patterns), insensitive)
+
+
 def _wildcard_matcher(patterns: Sequence[str], insensitive: bool) -> Callable[[Any], bool]:
-    matcher = compile_wildcards(patterns, insensitive=insensitive)
+    matcher = _wildcard_set(patterns, insensitive)
     if insensitive:
         return lambda x: isinstance(x, str) and matcher.matches(x.lower())
     return lambda x: isinstance(x, str) and matcher.matches(x)
@@ -205,9 +240,7 @@ def compile_regex(node: Regex) -> re.Pattern[str]:
     try:
         if node.dialect == "lucene":
             return compile_lucene(node.pattern, insensitive)
-        return compile_python_regex(
-            node.pattern, insensitive=insensitive, multiline=node.multiline, dotall=node.dotall
-        )
+        return compile_python_regex(node.pattern, insensitive=insensitive, multiline=node.multiline, dotall=node.dotall)
     except PatternError as exc:
         raise QueryError(str(exc)) from None
 
@@ -416,7 +449,7 @@ class _Generator:
             test_const = self.const(strings)
         elif isinstance(node, Wildcard):
             insensitive = node.case is Case.INSENSITIVE
-            matcher = compile_wildcards(node.patterns, insensitive=insensitive)
+            matcher = _wildcard_set(node.patterns, insensitive)
             if matcher.match_any:
                 return False
         else:
@@ -440,6 +473,12 @@ class _Generator:
         if isinstance(node, Equals) and not insensitive:
             lines.append(f"{indent}elif {v}.__class__ is list:")
             lines.append(f"{indent}    if {test_const}.isdisjoint({v}):")
+            lines.append(f"{indent}        return False")
+        else:
+            lines.append(f"{indent}elif {v}.__class__ is list:")
+            if lower_now:
+                lines.append(f"{indent}    {x} = None")
+            lines.append(f"{indent}    if not {self.const(list_field_test(node))}({v}):")
             lines.append(f"{indent}        return False")
         lines.append(f"{indent}else:")
         if lower_now:
@@ -484,7 +523,11 @@ class _Generator:
             s = self.const(strings)
             if insensitive:
                 low = self.lower_local(node.field)
-                return f"(({low} in {s}) if {low} is not None else {v} is not None and {slow}({v}))"
+                in_list = f"{self.const(list_field_test(node))}({v})"
+                return (
+                    f"(({low} in {s}) if {low} is not None else "
+                    f"{in_list} if {v}.__class__ is list else {v} is not None and {slow}({v}))"
+                )
             if not (numbers or booleans):
                 # Lists of strings: one C-level set test. (Unhashable elements raise: the closures take over.)
                 return (
@@ -499,12 +542,16 @@ class _Generator:
 
     def wildcard(self, node: Wildcard) -> str:
         insensitive = node.case is Case.INSENSITIVE
-        matcher = compile_wildcards(node.patterns, insensitive=insensitive)
+        matcher = _wildcard_set(node.patterns, insensitive)
         v = self.value_local(node.field)
         slow = self.const(raw_field_test(node))
         x = self.lower_local(node.field) if insensitive else v
         is_str = f"{x} is not None" if insensitive else f"{v}.__class__ is str"
-        return f"(({self.wildcard_tests(matcher, x)}) if {is_str} else {v} is not None and {slow}({v}))"
+        in_list = f"{self.const(list_field_test(node))}({v})"
+        return (
+            f"(({self.wildcard_tests(matcher, x)}) if {is_str} else "
+            f"{in_list} if {v}.__class__ is list else {v} is not None and {slow}({v}))"
+        )
 
     def wildcard_tests(self, matcher: WildcardSet, x: str) -> str:
         """The ``or`` of the cheapest tests deciding ``matcher`` on the string local ``x``."""

@@ -9,11 +9,14 @@ kind, so that per event each field is read once, lower-cased once, and looked up
 * exact values in a hash table (``Equals``);
 * prefixes and suffixes (``abc*``, ``*abc``) in a table of every head, or tail, of the indexed literals, walked
   from the start, or the end, of the value until no literal continues;
-* substrings (``*abc*``, and the longest literal run of any other pattern) by the four-character grams of the
-  value: each literal is filed under one of its grams (the one fewest other literals share) and checked with
-  ``in`` only when the value holds that gram; literals shorter than a gram are checked directly;
+* substrings (``*abc*``, and the longest literal run of any other pattern) by sampled grams of the value: each
+  literal is filed under one of its grams (the one fewest other literals share) and checked with ``in`` only when
+  the value holds that gram; the shorter literals, and all of them on a field with few, are checked directly
+  (:class:`_InfixIndex`);
 * presence of the field, for the tests that need a value without naming one (``Exists``, ``Regex``...).
 
+The gates a value holds depend on the field and the value alone, and values repeat from event to event: each
+field remembers them for the values it has seen, within a bounded number of characters (:data:`MEMO_CHARS`).
 The rules whose gate holds, and those without a gate, are the event's candidates; only they are evaluated in full.
 
 Why a gate is sound: an atom compares exactly what the engine compares (:mod:`shellwatch.query.ir`): the value as
@@ -133,8 +136,18 @@ MAX_GATES = 3
 
 def gates_of(node: Node) -> tuple[Gate, ...]:
     """The most selective gates of ``node``, best first (see the module docstring); empty when nothing is
-    necessary."""
-    return tuple(sorted(_gates(node), key=_gate_rank)[:MAX_GATES])
+    necessary.
+
+    Past the first, a gate with a literal shorter than a gram to find anywhere in a value is left out: such a
+    literal is looked for on its own in every value of its field (see :class:`_InfixIndex`), which costs more
+    than the rules it would rule out, since it holds for most values anyway.
+    """
+    ranked = sorted(_gates(node), key=_gate_rank)
+    return tuple(ranked[:1] + [gate for gate in ranked[1:] if not _has_short_infix(gate)][: MAX_GATES - 1])
+
+
+def _has_short_infix(gate: Gate) -> bool:
+    return any(atom.kind == "contains" and len(atom.text) < MIN_GRAM for atom in gate)
 
 
 def _gates(node: Node) -> list[Gate]:
@@ -318,6 +331,9 @@ def _gate_rank(gate: Gate) -> tuple[bool, float, int]:
 GateIds = tuple[int, ...]
 """The gates (numbered in the index) an atom belongs to."""
 
+_ValueHits = tuple[GateIds, tuple[int, ...]]
+"""What one value of a field holds: the gates, and the positions of the rules filed under them."""
+
 
 class _TextIndex:
     """The literals of one field under one view (:data:`View`), by kind."""
@@ -370,27 +386,31 @@ class _TextIndex:
 
 
 class _InfixIndex:
-    """Literals to find anywhere in a value, by sampled grams.
+    """Literals to find anywhere in a value: the shorter ones one by one, the longer ones by sampled grams.
 
-    With ``L`` the shortest literal of at least :data:`MIN_GRAM` characters, grams are ``K = max(MIN_GRAM, L // 2)``
-    characters long and the value's grams are read every ``S = L - K + 1`` positions: an occurrence of a literal
-    of ``L`` or more characters spans ``S`` consecutive gram starts, so one of them is read. Each literal is filed
-    under one gram per residue of its gram offsets modulo ``S`` (the gram fewest literals share), so that whichever
-    of its grams the sampling reads is filed. Long literals (hashes, long command-line fragments) then cost a few
-    reads per value rather than one per character. Shorter literals are looked for one by one, the non-ASCII ones
-    only in values that are not ASCII.
+    With ``L`` the shortest literal found by grams, grams are ``K = max(MIN_GRAM, L // 2)`` characters long and the
+    value's grams are read every ``S = L - K + 1`` positions: an occurrence of a literal of ``L`` or more characters
+    spans ``S`` consecutive gram starts, so one of them is read. Each literal is filed under one gram per residue of
+    its gram offsets modulo ``S`` (the gram fewest literals share), so that whichever of its grams the sampling reads
+    is filed. Long literals (hashes, long command-line fragments) then cost a few reads per value rather than one
+    per character.
+
+    Reading grams costs about as much per value whatever the number of literals, looking for a literal on its own
+    costs per literal: ``L`` is chosen so that the literals shorter than ``L`` (looked for one by one, the non-ASCII
+    ones only in values that are not ASCII) and the grams read cost least together (:func:`_gram_length`). A field
+    with few literals has them all looked for one by one; one with thousands reads every gram.
     """
 
-    __slots__ = ("buckets", "keys", "short", "short_ascii", "slices", "span", "step")
+    __slots__ = ("buckets", "direct", "direct_ascii", "keys", "slices", "span", "step")
 
     def __init__(self, infixes: Mapping[str, GateIds]) -> None:
-        long = {text: numbers for text, numbers in infixes.items() if len(text) >= MIN_GRAM}
-        shortest = min((len(text) for text in long), default=MIN_GRAM)
+        shortest = _gram_length([len(text) for text in infixes])
+        long = {text: numbers for text, numbers in infixes.items() if len(text) >= shortest}
         span = max(MIN_GRAM, shortest // 2)
         step = shortest - span + 1
         self.span = span
         self.step = step
-        self.slices = tuple(slice(start, start + span) for start in range(0, _SLICE_LIMIT, step))
+        self.slices = tuple(slice(start, start + span) for start in range(0, _SLICE_LIMIT, step)) if long else ()
         sharing: Counter[str] = Counter()
         for text in long:
             sharing.update({text[start : start + span] for start in range(len(text) - span + 1)})
@@ -402,9 +422,9 @@ class _InfixIndex:
                 buckets.setdefault(chosen, {})[text] = numbers
         self.buckets = {gram: tuple(entries.items()) for gram, entries in buckets.items()}
         self.keys = frozenset(self.buckets)
-        short = tuple((text, numbers) for text, numbers in infixes.items() if len(text) < MIN_GRAM)
-        self.short = short
-        self.short_ascii = tuple(entry for entry in short if entry[0].isascii())
+        direct = tuple((text, numbers) for text, numbers in infixes.items() if len(text) < shortest)
+        self.direct = direct
+        self.direct_ascii = tuple(entry for entry in direct if entry[0].isascii())
 
     def scan(self, value: str, hits: set[int]) -> None:
         """Add to ``hits`` the gate numbers of every literal found in ``value``."""
@@ -421,9 +441,33 @@ class _InfixIndex:
                     for text, numbers in self.buckets[gram]:
                         if text in value:
                             hits.update(numbers)
-        for text, numbers in self.short_ascii if value.isascii() else self.short:
+        for text, numbers in self.direct_ascii if value.isascii() else self.direct:
             if text in value:
                 hits.update(numbers)
+
+
+_TYPICAL_LENGTH = 64
+"""Characters of a typical indexed value (an executable path, a short command line), for :func:`_gram_length`."""
+
+_GRAM_COST = 2.5
+"""What reading one gram of a value costs (a slice, a hash, a set probe), against looking for one literal in it
+with ``in``, measured on command lines."""
+
+
+def _gram_length(lengths: Sequence[int]) -> int:
+    """The length from which literals (of these lengths) are found by grams rather than one by one: the one whose
+    estimated cost per value is least; past the longest literal when looking for each one costs least."""
+    best_length = max(lengths, default=0) + 1
+    best_cost = float(len(lengths))
+    counts = Counter(lengths)
+    shorter = sum(count for length, count in counts.items() if length < MIN_GRAM)
+    for length in sorted(length for length in counts if length >= MIN_GRAM):
+        span = max(MIN_GRAM, length // 2)
+        cost = shorter + _GRAM_COST * _TYPICAL_LENGTH / (length - span + 1)
+        if cost < best_cost:
+            best_length, best_cost = length, cost
+        shorter += counts[length]
+    return best_length
 
 
 def _add(table: dict[str, GateIds], key: str, numbers: GateIds) -> None:
@@ -437,15 +481,75 @@ def _add_path(table: dict[str, GateIds], path: Sequence[str], numbers: GateIds) 
     _add(table, path[-1], numbers)
 
 
-@dataclass(frozen=True, slots=True)
-class _FieldIndex:
-    """Everything the gates ask of one field, by view."""
+MEMO_VALUE_CHARS = 1024
+"""Values up to this many characters (a list: its strings together) have their gates remembered per field."""
 
-    field: str
-    value: _TextIndex | None
-    lower: _TextIndex | None
-    ascii: _TextIndex | None
-    present: GateIds
+MEMO_CHARS = 1 << 22
+"""Characters of remembered values an index keeps (about 4 MiB of text and as much of bookkeeping), after which
+it forgets them all: the memory stays bounded whatever the logs hold."""
+
+_MEMO_ENTRY_CHARS = 64
+"""What one remembered value costs besides its characters (dict slot, tuple of gate numbers), in characters."""
+
+
+class _FieldIndex:
+    """Everything the gates ask of one field, by view, and the gates that the values seen so far hold.
+
+    A field's values repeat from event to event (executables, parents, users, services, even command lines of
+    scheduled work), and the gates a value holds depend on the value alone: they are worked out once per value
+    and remembered (see :data:`MEMO_VALUE_CHARS`, :data:`MEMO_CHARS`).
+    """
+
+    __slots__ = ("ascii", "field", "lower", "memo", "present", "scalar_hits", "value")
+
+    def __init__(
+        self,
+        field: str,
+        value: _TextIndex | None,
+        lower: _TextIndex | None,
+        ascii_view: _TextIndex | None,
+        present: GateIds,
+    ) -> None:
+        self.field = field
+        self.value = value
+        self.lower = lower
+        self.ascii = ascii_view
+        self.present = present
+        self.memo: dict[str | tuple[str, ...], _ValueHits] = {}
+        self.scalar_hits: _ValueHits | None = None
+        """What any value that is neither a string nor a list holds (its presence tests), once known."""
+
+    def gates_of(self, raw: Any) -> GateIds:
+        """The numbers of the gates that the field's value ``raw`` (not None) holds an atom of."""
+        hits: set[int] = set()
+        present = self.present
+        if raw.__class__ is str:
+            texts: Iterable[Any] = (raw,)
+        elif isinstance(raw, list | tuple):
+            if present and any(item is not None for item in raw):
+                hits.update(present)
+            texts = raw
+            present = ()
+        else:
+            texts = ()
+        if present:
+            hits.update(present)
+        as_is, lower, ascii_view = self.value, self.lower, self.ascii
+        for text in texts:
+            if text.__class__ is not str and not isinstance(text, str):
+                continue
+            if as_is is not None:
+                as_is.scan(text, hits)
+            if lower is not None:
+                lower.scan(text.lower(), hits)
+            if ascii_view is not None:
+                if text.isascii():
+                    ascii_view.scan(text.lower(), hits)
+                elif any(char in text for char in REGEX_ASCII_CASE_VARIANTS):
+                    hits.update(ascii_view.gates)
+                else:
+                    ascii_view.scan(ascii_lower(text), hits)
+        return tuple(hits)
 
 
 class RuleIndex:
@@ -485,6 +589,10 @@ class RuleIndex:
         # no unfiled rule needs nothing more.
         self._filing = tuple(_field_index(field, atoms) for field, atoms in fields if field in filing_fields)
         self._checking = tuple(_field_index(field, atoms) for field, atoms in fields if field not in filing_fields)
+        self._filing_names = frozenset(each.field for each in self._filing)
+        self._checking_names = frozenset(each.field for each in self._checking)
+        self._by_name = {each.field: each for each in (*self._filing, *self._checking)}
+        self._memo_chars = 0
 
     def __len__(self) -> int:
         return self.size
@@ -492,23 +600,18 @@ class RuleIndex:
     def gates_holding(self, event: Mapping[str, Any]) -> set[int]:
         """The numbers of the gates some atom of which holds for ``event``."""
         holding: set[int] = set()
-        _scan_fields(self._filing, event, holding)
-        _scan_fields(self._checking, event, holding)
+        self._scan_fields(self._filing_names, event, holding)
+        self._scan_fields(self._checking_names, event, holding)
         return holding
 
     def candidates(self, event: Mapping[str, Any]) -> list[int]:
         """The positions, in order, of the rules that may match ``event``: every gate of theirs holds."""
         holding: set[int] = set()
-        _scan_fields(self._filing, event, holding)
-        filed = self._filed
         found: set[int] = set(self.unfiled)
-        for number in holding:
-            positions = filed.get(number)
-            if positions is not None:
-                found.update(positions)
+        self._scan_fields(self._filing_names, event, holding, found)
         if not found:
             return []
-        _scan_fields(self._checking, event, holding)
+        self._scan_fields(self._checking_names, event, holding, found)
         required = self._required
         return [position for position in sorted(found) if holding.issuperset(required[position])]
 
@@ -518,41 +621,65 @@ class RuleIndex:
         required = self._required
         return [position for position in among if holding.issuperset(required[position])]
 
-
-def _scan_fields(fields: Iterable[_FieldIndex], event: Mapping[str, Any], hits: set[int]) -> None:
-    """Add to ``hits`` the numbers of the gates that the values of ``fields`` in ``event`` hold an atom of."""
-    get = event.get
-    for field_index in fields:
-        raw = get(field_index.field)
-        if raw is None:
-            continue
-        present = field_index.present
-        if raw.__class__ is str:
-            texts: Iterable[Any] = (raw,)
-        elif isinstance(raw, list | tuple):
-            if present and any(item is not None for item in raw):
-                hits.update(present)
-            texts = raw
-            present = ()
-        else:
-            texts = ()
-        if present:
-            hits.update(present)
-        as_is, lower, ascii_view = field_index.value, field_index.lower, field_index.ascii
-        for text in texts:
-            if text.__class__ is not str and not isinstance(text, str):
+    def _scan_fields(
+        self, fields: frozenset[str], event: Mapping[str, Any], hits: set[int], filed: set[int] | None = None
+    ) -> None:
+        """Add to ``hits`` the numbers of the gates that the values of ``fields`` in ``event`` hold an atom of, and
+        to ``filed`` the positions of the rules filed under those gates."""
+        # An event holds a few of the indexed fields: the two key sets are intersected in one C call, rather than
+        # every indexed field looked up in the event.
+        by_name = self._by_name
+        for name in event.keys() & fields:
+            raw = event[name]
+            if raw is None:
                 continue
-            if as_is is not None:
-                as_is.scan(text, hits)
-            if lower is not None:
-                lower.scan(text.lower(), hits)
-            if ascii_view is not None:
-                if text.isascii():
-                    ascii_view.scan(text.lower(), hits)
-                elif any(char in text for char in REGEX_ASCII_CASE_VARIANTS):
-                    hits.update(ascii_view.gates)
-                else:
-                    ascii_view.scan(ascii_lower(text), hits)
+            field_index = by_name[name]
+            found = field_index.memo.get(raw) if raw.__class__ is str else None
+            if found is None:
+                found = self._hits_of(field_index, raw)
+            gates, positions = found
+            if gates:
+                hits.update(gates)
+                if positions and filed is not None:
+                    filed.update(positions)
+
+    def _hits_of(self, field_index: _FieldIndex, raw: Any) -> _ValueHits:
+        """What ``raw`` (not None, not remembered as a string) holds, remembered when it is text."""
+        key: str | tuple[str, ...]
+        if raw.__class__ is str:
+            key, size = raw, len(raw)
+        elif raw.__class__ is list and all(item.__class__ is str for item in raw):
+            key = tuple(raw)
+            found = field_index.memo.get(key)
+            if found is not None:
+                return found
+            size = sum(map(len, key))
+        elif isinstance(raw, list | tuple | str):
+            return self._value_hits(field_index, raw)
+        else:
+            # A number or a boolean holds the field's presence tests and nothing else.
+            if field_index.scalar_hits is None:
+                field_index.scalar_hits = self._value_hits(field_index, raw)
+            return field_index.scalar_hits
+        found = self._value_hits(field_index, raw)
+        if size <= MEMO_VALUE_CHARS:
+            self._remember(field_index, key, found, size)
+        return found
+
+    def _value_hits(self, field_index: _FieldIndex, raw: Any) -> _ValueHits:
+        gates = field_index.gates_of(raw)
+        filed = self._filed
+        positions = sorted({position for number in gates for position in filed.get(number, ())})
+        return gates, tuple(positions)
+
+    def _remember(self, field_index: _FieldIndex, key: str | tuple[str, ...], found: _ValueHits, size: int) -> None:
+        size += _MEMO_ENTRY_CHARS
+        if self._memo_chars + size > MEMO_CHARS:
+            for each in (*self._filing, *self._checking):
+                each.memo.clear()
+            self._memo_chars = 0
+        field_index.memo[key] = found
+        self._memo_chars += size
 
 
 def _field_index(field: str, atoms: Mapping[Atom, list[int]]) -> _FieldIndex:
