@@ -20,12 +20,13 @@ on what a reader hands it, and the hunt's tests check every event of the corpus 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shellwatch.engine.compile_python import compile_closure
 from shellwatch.engine.ruleset import RuleSet
 from shellwatch.normalize.event_class import EventClass
-from shellwatch.query.ir import And, Const, Node, Not, Or
+from shellwatch.query.ir import And, Cidr, Const, Equals, Exists, Node, Not, Or, Regex, Wildcard
 
 _CACHE_LIMIT = 4096
 """Verdicts kept; event classes come from the logs, which can hold any number of them."""
@@ -62,6 +63,14 @@ class _ClassView(Mapping[str, Any]):
         except KeyError:
             return default
 
+    def settles(self, field: str) -> bool:
+        """Whether every event of the class has the same value for ``field`` (or none has it)."""
+        try:
+            self._class.value(field)
+        except KeyError:
+            return False
+        return True
+
     def __iter__(self) -> Iterator[str]:
         raise Undecided("all fields")
 
@@ -71,12 +80,40 @@ class _ClassView(Mapping[str, Any]):
 
 Test = Callable[[Mapping[str, Any]], bool]
 
+_ONE_FIELD_TESTS = (Exists, Equals, Wildcard, Regex, Cidr)
+"""Leaves that read exactly one field, their ``field``."""
+
+
+@dataclass(slots=True)
+class _ClassKnowledge:
+    """What deciding the rules for one class has found so far."""
+
+    settles: dict[str, bool]
+    """Field -> whether the class settles it."""
+    leaves: dict[int, bool | None]
+    """Leaf (by identity: equal leaves are one object, see :func:`_sharing_leaves`) -> its verdict."""
+
+
+def _sharing_leaves(node: Node, shared: dict[Node, Node]) -> Node:
+    """``node`` with each leaf replaced by the first equal leaf seen (``shared``)."""
+    if isinstance(node, And | Or):
+        return replace(node, children=tuple(_sharing_leaves(child, shared) for child in node.children))
+    if isinstance(node, Not):
+        return replace(node, child=_sharing_leaves(node.child, shared))
+    try:
+        return shared.setdefault(node, node)
+    except TypeError:  # a leaf holding something unhashable is kept as it is
+        return node
+
 
 class ClassPrefilter:
     """Whether any rule of a rule set can match an event of a given class (see the module docstring)."""
 
     def __init__(self, rules: RuleSet) -> None:
-        self._roots: tuple[Node, ...] = tuple(rule.ir for rule in rules.rules)
+        # Equal leaves of different rules (``event.category == "process"`` in hundreds of them) become one object,
+        # so that a class decides each once.
+        shared: dict[Node, Node] = {}
+        self._roots: tuple[Node, ...] = tuple(_sharing_leaves(rule.ir, shared) for rule in rules.rules)
         self._leaves: dict[int, tuple[Node, Test | None]] = {}
         self._verdicts: dict[EventClass, tuple[int, ...]] = {}
 
@@ -89,20 +126,21 @@ class ClassPrefilter:
         verdict = self._verdicts.get(event_class)
         if verdict is None:
             view = _ClassView(event_class)
+            known = _ClassKnowledge({}, {})
             verdict = tuple(
-                index for index, root in enumerate(self._roots) if self._decide(root, view) is not False
+                index for index, root in enumerate(self._roots) if self._decide(root, view, known) is not False
             )
             if len(self._verdicts) >= _CACHE_LIMIT:
                 self._verdicts.clear()
             self._verdicts[event_class] = verdict
         return verdict
 
-    def _decide(self, node: Node, view: _ClassView) -> bool | None:
-        """True, False, or None when it depends on the event."""
+    def _decide(self, node: Node, view: _ClassView, known: _ClassKnowledge) -> bool | None:
+        """True, False, or None when it depends on the event. ``known``: what was found so far for this class."""
         if isinstance(node, And):
             result: bool | None = True
             for child in node.children:
-                decided = self._decide(child, view)
+                decided = self._decide(child, view, known)
                 if decided is False:
                     return False
                 if decided is None:
@@ -111,17 +149,35 @@ class ClassPrefilter:
         if isinstance(node, Or):
             result = False
             for child in node.children:
-                decided = self._decide(child, view)
+                decided = self._decide(child, view, known)
                 if decided is True:
                     return True
                 if decided is None:
                     result = None
             return result
         if isinstance(node, Not):
-            decided = self._decide(node.child, view)
+            decided = self._decide(node.child, view, known)
             return None if decided is None else not decided
         if isinstance(node, Const):
             return node.value
+        try:
+            return known.leaves[id(node)]
+        except KeyError:
+            pass
+        decided = self._decide_leaf(node, view, known.settles)
+        known.leaves[id(node)] = decided
+        return decided
+
+    def _decide_leaf(self, node: Node, view: _ClassView, settles: dict[str, bool]) -> bool | None:
+        if isinstance(node, _ONE_FIELD_TESTS):
+            # A test of one field reads it: when the class does not settle it, the test is undecided. Asked once
+            # per field and class, rather than learnt from an exception per test (thousands of rules share a few
+            # dozen fields).
+            settled = settles.get(node.field)
+            if settled is None:
+                settled = settles[node.field] = view.settles(node.field)
+            if not settled:
+                return None
         test = self._leaf_test(node)
         if test is None:
             return None
