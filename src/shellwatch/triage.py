@@ -270,6 +270,7 @@ class RecordTriage:
         self._prefilter = prefilter
         self._by_key: dict[str, _Verdict] = {}
         self._filters: dict[tuple[str, tuple[int, ...]], TextFilter | None] = {}
+        self._requirements: dict[tuple[str, int], Requirement | None] = {}
         self.ruled_out_by_family: dict[str, int] = {}
         """Records :attr:`claim` took, by source family, since the caller last emptied it (in place)."""
         self.claim: Callable[[str], bool] = self._claimer()
@@ -344,11 +345,23 @@ class RecordTriage:
         self._by_key[key] = verdict
         return verdict
 
+    def _requirement(self, family: str, index: int) -> Requirement | None:
+        """The pieces rule ``index`` needs in the fields of ``family`` whose text the record shows, worked out once
+        per rule and family (classes share rules: with thousands of rules, working them out per class costs more
+        than the hunt saves)."""
+        key = (family, index)
+        try:
+            return self._requirements[key]
+        except KeyError:
+            pass
+        found = self._requirements[key] = requirement(self._roots[index], field_sources(family).__contains__)
+        return found
+
     def _text_filter(self, family: str, candidates: tuple[int, ...]) -> TextFilter | None:
         key = (family, candidates)
         if key not in self._filters:
             sources = field_sources(family)
-            needed = [requirement(self._roots[index], sources.__contains__) for index in candidates]
+            needed = [self._requirement(family, index) for index in candidates]
             made = None
             if sources and all(need is not None for need in needed):
                 made = TextFilter.of(family, tuple(need for need in needed if need is not None))
