@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from shellwatch.engine import rule_index
@@ -65,7 +65,10 @@ def test_many_literals_on_one_field_give_the_reference_candidates(
     queries = contains_rules(texts, case)
     index = RuleIndex(queries)
     view = index._by_name[FIELD].lower if case is Case.INSENSITIVE else index._by_name[FIELD].value
-    assert view is not None and view.infixes is not None and view.infixes.keys
+    assert view is not None and view.infixes is not None
+    # A set of mostly short literals may be cheaper looked for one by one: the cost model reads no grams then
+    # (test_thousands_of_literals_are_read_by_grams covers the grams for sure).
+    assume(view.infixes.keys)
     predicates = [compile_predicate(query) for query in queries]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(rule_index, "MEMO_CHARS", memo_chars)

@@ -10,7 +10,7 @@ object arrays and therefore what its queries see.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 Event = dict[str, Any]
@@ -152,8 +152,26 @@ def unflatten(event: Mapping[str, Any]) -> dict[str, Any]:
     """Rebuild a nested document from a flat event, for output.
 
     A path whose prefix is itself a leaf (``a`` and ``a.b`` both set) keeps the dotted key under the deepest
-    object that can hold it, so no value is lost.
+    object that can hold it, so no value is lost. Objects list their keys in the sorted order of the paths.
     """
+    keys = tuple(event)
+    shape = _SHAPES.get(keys)
+    if shape is None:
+        if len(keys) > _SHAPE_KEYS_LIMIT:
+            return unflatten_sorted(event)
+        shape = _Shape(keys)
+        if len(_SHAPES) >= _SHAPES_LIMIT:
+            _SHAPES.clear()
+        _SHAPES[keys] = shape
+    for path in shape.prefix_leaves:
+        value = event[path]
+        if value is None or isinstance(value, dict):
+            return unflatten_sorted(event)
+    return shape.build(event)
+
+
+def unflatten_sorted(event: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`unflatten` worked out path by path: the reference the cached shapes are tested against."""
     root: dict[str, Any] = {}
     for path in sorted(event):
         node = root
@@ -170,6 +188,89 @@ def unflatten(event: Mapping[str, Any]) -> dict[str, Any]:
             # Paths are visited in sorted order, so a leaf ``a`` is always placed before ``a.b`` arrives.
             node[parts[-1]] = event[path]
     return root
+
+
+_SHAPES_LIMIT = 1024
+"""Key sequences whose nesting is kept; a crafted input can make any number of them."""
+
+_SHAPE_KEYS_LIMIT = 1024
+"""Events with more keys than this are rare: they are nested path by path, and their shape not kept."""
+
+_SHAPE_FACTORY = "_shellwatch_shape_factory"
+
+
+class _Shape:
+    """How the events with one sequence of keys nest: worked out once (events of one kind have the same keys in
+    the same order, the order their normalizer writes them in), as a generated function that builds the nested
+    document with one dict display per object. That is about six times faster than a split and a walk per path,
+    and an alert is made of its event's nested document.
+
+    The generated source holds only this class's templates and generated names: keys and paths are passed to it
+    as arguments (``k0``, ``k1``...), never written into it, so that no text of an event can become code.
+    """
+
+    __slots__ = ("build", "prefix_leaves")
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        # The reference walk, run on the keys alone: per object (numbered as made, the root 0), its keys in
+        # insertion order, each mapped to the path of its leaf or the number of its child object.
+        placed: list[dict[str, str | int]] = [{}]
+        prefix_leaves: set[str] = set()
+        for path in sorted(keys):
+            node = 0
+            parts = path.split(".")
+            for i, part in enumerate(parts[:-1]):
+                entry = placed[node].get(part)
+                if entry is None:
+                    child = len(placed)
+                    placed.append({})
+                    placed[node][part] = child
+                    node = child
+                elif isinstance(entry, str):
+                    # A leaf where an object would go: the rest of the path becomes a dotted key beside it
+                    # (unless the leaf's value is None or an object: see prefix_leaves).
+                    prefix_leaves.add(entry)
+                    placed[node][".".join(parts[i:])] = path
+                    break
+                else:
+                    node = entry
+            else:
+                placed[node][parts[-1]] = path
+        self.prefix_leaves = tuple(sorted(prefix_leaves))
+        """Paths that are a prefix of another path. When one's value is None the reference walk puts an object
+        in its place, when it is an object the walk descends into it: neither is what the shape describes, and
+        :func:`unflatten` hands such an event to :func:`unflatten_sorted`."""
+        texts: list[str] = []
+
+        def name_of(text: str) -> str:
+            texts.append(text)
+            return f"k{len(texts) - 1}"
+
+        # A child is made after its parent: in reverse order, every object is built after its children.
+        lines = []
+        for node in range(len(placed) - 1, -1, -1):
+            items = ", ".join(
+                f"{name_of(key)}: " + (f"o{target}" if isinstance(target, int) else f"e[{name_of(target)}]")
+                for key, target in placed[node].items()
+            )
+            lines.append(f"        o{node} = {{{items}}}")
+        source = "\n".join(
+            [
+                f"def {_SHAPE_FACTORY}({', '.join(f'k{i}' for i in range(len(texts)))}):",
+                "    def build(e):",
+                *lines,
+                "        return o0",
+                "    return build",
+            ]
+        )
+        namespace: dict[str, Any] = {"__builtins__": {}}
+        # The source holds only the templates above, generated names and numbers (see the class docstring).
+        exec(compile(source, "<shellwatch generated shape>", "exec"), namespace)  # noqa: S102
+        self.build: Callable[[Mapping[str, Any]], dict[str, Any]] = namespace[_SHAPE_FACTORY](*texts)
+        """The nested document of an event with the shape's keys (and no prefix leaf None or an object)."""
+
+
+_SHAPES: dict[tuple[str, ...], _Shape] = {}
 
 
 def values_of(event: Mapping[str, Any], path: str) -> list[Any]:

@@ -12,6 +12,7 @@ copies of a log (same host, channel and record id) yields one alert id, not two.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -39,7 +40,13 @@ _RULE_CATEGORY = {
 
 def rule_uuid(rule: Rule) -> str:
     """``kibana.alert.rule.uuid`` of a rule: stable for a rule_id."""
-    return str(uuid.uuid5(RULE_UUID_NAMESPACE, rule.rule_id))
+    return _rule_uuid_of(rule.rule_id)
+
+
+@functools.lru_cache(maxsize=8192)
+def _rule_uuid_of(rule_id: str) -> str:
+    # Every alert names its rule's uuid twice (the rule's fields and the alert's id): a rule set's are kept.
+    return str(uuid.uuid5(RULE_UUID_NAMESPACE, rule_id))
 
 
 def event_identity(event: Mapping[str, Any], origin: Origin | None = None) -> str:
@@ -65,6 +72,16 @@ def event_identity(event: Mapping[str, Any], origin: Origin | None = None) -> st
 def alert_uuid(rule: Rule, identity: str) -> str:
     """``kibana.alert.uuid``: a SHA-256 of the source event's identity and the rule, as Kibana derives it."""
     return hashlib.sha256(f"{identity}\x00{rule_uuid(rule)}".encode()).hexdigest()
+
+
+_EVENT_PREFIX_LENGTH = len("event.")
+
+
+@functools.lru_cache(maxsize=1024)
+def _event_paths(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``event.*`` paths among an event's keys, in order: events of one kind share their keys, so this is
+    worked out once per kind rather than every key looked at per alert."""
+    return tuple(path for path in keys if path.startswith("event."))
 
 
 def _iso(moment: datetime) -> str:
@@ -120,9 +137,9 @@ def build_alert(
 ) -> dict[str, Any]:
     """The alert document for ``rule`` matching ``event`` (a flat ECS event) read from ``origin``."""
     identity = event_identity(event, origin)
-    source = {k: v for k, v in event.items() if k != "_id"}
+    source = {k: v for k, v in event.items() if k != "_id"} if "_id" in event else event
     document: dict[str, Any] = unflatten(source)
-    original_event = {k[len("event.") :]: v for k, v in source.items() if k.startswith("event.")}
+    original_event = {path[_EVENT_PREFIX_LENGTH:]: source[path] for path in _event_paths(tuple(source))}
     event_object = document.get("event")
     if not isinstance(event_object, dict):
         event_object = document["event"] = {}

@@ -47,6 +47,9 @@ from shellwatch.engine.patterns import (
     compile_lucene,
     compile_python_regex,
     compile_wildcards,
+    ordered_runs,
+    repeated_literals,
+    runs_in_order,
 )
 from shellwatch.query.errors import QueryError
 from shellwatch.query.ir import (
@@ -175,9 +178,34 @@ def _scalar_test(node: Equals | Wildcard | Regex | Cidr) -> Callable[[Any], bool
     if isinstance(node, Regex):
         pattern = compile_regex(node)
         search = pattern.fullmatch if node.anchored else pattern.search
+        runs = None if node.anchored else ordered_runs(pattern)
+        if runs is not None:
+            dotall = bool(pattern.flags & re.DOTALL)
+            return lambda x: isinstance(x, str) and runs_in_order(x, runs, dotall)
+        counts = repeated_literals(pattern)
+        if counts:
+            return _counted_search(search, counts)
         return lambda x: isinstance(x, str) and search(x) is not None
     networks = _networks(node.networks)
     return lambda x: isinstance(x, str) and ip_in_networks(x, networks)
+
+
+def _counted_search(
+    search: Callable[[str], re.Match[str] | None], counts: tuple[tuple[str, int], ...]
+) -> Callable[[Any], bool]:
+    """A regular expression's test that first counts the characters every match repeats
+    (:func:`~shellwatch.engine.patterns.repeated_literals`): a value with too few of one is decided without
+    running the pattern, which on such values may backtrack for a long time."""
+
+    def test(x: Any) -> bool:
+        if not isinstance(x, str):
+            return False
+        for char, least in counts:
+            if x.count(char) < least:
+                return False
+        return search(x) is not None
+
+    return test
 
 
 class _EqualsMatcher:

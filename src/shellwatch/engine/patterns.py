@@ -25,14 +25,19 @@ Not supported (a :class:`PatternError` names them): ``&`` (intersection), ``~`` 
 value must match. Case-insensitive Lucene matching (``regex~``) folds ASCII letters of single characters and
 quoted strings only; character ranges such as ``[a-c]`` stay case-sensitive, as documented for Lucene's
 ``ASCII_CASE_INSENSITIVE`` flag.
+
+Regular expressions are also read for what every match holds (:func:`ordered_runs`, :func:`repeated_literals`),
+so that the engine can decide the values a pattern would backtrack on for long without running it.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 
 class PatternError(ValueError):
@@ -416,11 +421,7 @@ def compile_python_regex(
     pattern: str, *, insensitive: bool, multiline: bool = False, dotall: bool = False
 ) -> re.Pattern[str]:
     """Compile a regular expression written in Python syntax (the IR's ``dialect="python"``)."""
-    flags = (
-        (re.IGNORECASE if insensitive else 0)
-        | (re.MULTILINE if multiline else 0)
-        | (re.DOTALL if dotall else 0)
-    )
+    flags = (re.IGNORECASE if insensitive else 0) | (re.MULTILINE if multiline else 0) | (re.DOTALL if dotall else 0)
     try:
         return re.compile(pattern, flags)
     except re.error as exc:
@@ -432,3 +433,108 @@ def any_pattern_matches(patterns: Sequence[re.Pattern[str]], value: str, *, anch
     if anchored:
         return any(p.fullmatch(value) is not None for p in patterns)
     return any(p.search(value) is not None for p in patterns)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# What every match of a regular expression holds
+
+SRE_PARSER: Any = importlib.import_module("re._parser")
+"""The standard library's regular expression parser (``sre_parse``): a pattern's items as ``re`` reads them."""
+SRE_REPEATS = tuple(
+    getattr(SRE_PARSER, name) for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") if hasattr(SRE_PARSER, name)
+)
+
+
+@lru_cache(maxsize=4096)
+def repeated_literals(pattern: re.Pattern[str]) -> tuple[tuple[str, int], ...]:
+    """The characters every match of a case-sensitive ``pattern`` holds at least twice, each with the least
+    number of times: a value holding fewer of one cannot match, so a plain ``str.count`` may rule it out before
+    the pattern runs. That is what makes ``\\+.*\\+.*\\+...`` (Sigma's obfuscation rules) cheap on the many
+    values with a few ``+``, on which the pattern backtracks through every split.
+
+    Read from the parse ``re`` itself makes: each literal item of the top-level sequence takes its own position
+    in a match, and so do the items of a group and the ``n`` first rounds of a repeat ``{n,}``. Alternatives,
+    lookarounds, groups with their own flags and anything else are left out (they only add to what a match
+    holds). A case-insensitive pattern gives nothing: a letter then matches several characters.
+    """
+    try:
+        parsed = SRE_PARSER.parse(pattern.pattern, pattern.flags)
+        if parsed.state.flags & re.IGNORECASE:
+            return ()
+        counts: dict[str, int] = {}
+        _count_literals(parsed.data, 1, counts)
+    except Exception:  # the stdlib parser's private structure, or a pattern it refuses: nothing is known
+        return ()
+    return tuple(sorted((char, least) for char, least in counts.items() if least >= 2))
+
+
+_COUNT_LIMIT = 1 << 16
+"""A repeat's least number of rounds counted at most this far (``x{1000000}`` needs no more to rule values out)."""
+
+
+def _count_literals(items: Iterable[tuple[Any, Any]], times: int, counts: dict[str, int]) -> None:
+    for op, argument in items:
+        if op is SRE_PARSER.LITERAL:
+            char = chr(argument)
+            counts[char] = min(counts.get(char, 0) + times, _COUNT_LIMIT)
+        elif op is SRE_PARSER.SUBPATTERN:
+            _group, add_flags, del_flags, sub = argument
+            if not (add_flags or del_flags):
+                _count_literals(sub, times, counts)
+        elif op in SRE_REPEATS:
+            low, _high, sub = argument
+            if low >= 1:
+                _count_literals(sub, min(times * low, _COUNT_LIMIT), counts)
+
+
+def ordered_runs(pattern: re.Pattern[str]) -> tuple[str, ...] | None:
+    """The literal runs of a case-sensitive ``pattern`` made only of literal runs and ``.*`` (``.*?``) between
+    them, such as ``\\+.*\\+.*\\+`` or ``cmd.*/c.*whoami``; None for any other pattern.
+
+    Searched (not anchored), such a pattern matches exactly the values with a line holding the runs in order,
+    without overlap (``.`` does not match a line feed; with ``re.DOTALL`` the whole value is one line), which
+    :func:`runs_in_order` decides in one pass. The pattern itself backtracks through every way of splitting the
+    value: on a long command line with many ``+``, milliseconds per value.
+    """
+    try:
+        parsed = SRE_PARSER.parse(pattern.pattern, pattern.flags)
+        if parsed.state.flags & re.IGNORECASE:
+            return None
+        runs: list[str] = []
+        run: list[str] = []
+        for op, argument in parsed.data:
+            if op is SRE_PARSER.LITERAL:
+                run.append(chr(argument))
+                continue
+            if op not in (SRE_PARSER.MAX_REPEAT, SRE_PARSER.MIN_REPEAT):
+                return None
+            low, high, sub = argument
+            if low != 0 or high != SRE_PARSER.MAXREPEAT or list(sub) != [(SRE_PARSER.ANY, None)]:
+                return None
+            if run:
+                runs.append("".join(run))
+                run.clear()
+        if run:
+            runs.append("".join(run))
+    except Exception:  # the stdlib parser's private structure, or a pattern it refuses: not this form
+        return None
+    if not runs or (not parsed.state.flags & re.DOTALL and any("\n" in each for each in runs)):
+        return None
+    return tuple(runs)
+
+
+def runs_in_order(value: str, runs: Sequence[str], dotall: bool) -> bool:
+    """Whether a line of ``value`` (the whole value when ``dotall``) holds ``runs`` in order without overlap:
+    the search of a pattern :func:`ordered_runs` reads. Taking each run's first occurrence after the previous
+    one leaves the most room for those after it, so one pass decides."""
+    lines = (value,) if dotall or "\n" not in value else value.split("\n")
+    for line in lines:
+        at = 0
+        for run in runs:
+            at = line.find(run, at)
+            if at < 0:
+                break
+            at += len(run)
+        else:
+            return True
+    return False

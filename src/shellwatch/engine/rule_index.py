@@ -32,7 +32,6 @@ each of its children (their union); ``Not`` and the nodes that do not name liter
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,7 +42,7 @@ from typing import Literal as TypingLiteral
 
 from shellwatch.engine.compile_python import COMMON_FIELDS
 from shellwatch.engine.literals import ascii_lower
-from shellwatch.engine.patterns import PatternError, lucene_to_python, parse_wildcard
+from shellwatch.engine.patterns import SRE_PARSER, SRE_REPEATS, PatternError, lucene_to_python, parse_wildcard
 from shellwatch.query.ir import (
     And,
     Case,
@@ -73,14 +72,6 @@ lower-cased; an ``ascii`` atom holds for a value holding one of them."""
 MIN_GRAM = 4
 """Fewest characters per gram of the substring index: long enough that few literals share one, short enough that
 most literals have one."""
-
-_SRE_PARSER: Any = importlib.import_module("re._parser")
-"""The standard library's regular expression parser (``sre_parse``): a pattern's literals as ``re`` reads them."""
-_SRE_REPEATS = tuple(
-    getattr(_SRE_PARSER, name)
-    for name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
-    if hasattr(_SRE_PARSER, name)
-)
 
 _SLICE_LIMIT = 4096
 """Values up to this length have their grams cut by precomputed slices; longer ones (rare) by a generator."""
@@ -242,7 +233,7 @@ def _regex_gates(node: Regex) -> list[Gate]:
     else:
         source = node.pattern
     try:
-        parsed = _SRE_PARSER.parse(source, flags)
+        parsed = SRE_PARSER.parse(source, flags)
         view: View = "ascii" if parsed.state.flags & re.IGNORECASE else "value"
         return present + _regex_runs(node.field, view, parsed.data)
     except Exception:  # the stdlib parser's private structure, or a pattern it refuses: nothing more is known
@@ -260,7 +251,7 @@ def _regex_runs(field: str, view: View, items: Iterable[tuple[Any, Any]]) -> lis
             run.clear()
 
     for op, argument in items:
-        if op is _SRE_PARSER.LITERAL:
+        if op is SRE_PARSER.LITERAL:
             char = chr(argument)
             if view == "ascii":
                 if not char.isascii():
@@ -271,11 +262,11 @@ def _regex_runs(field: str, view: View, items: Iterable[tuple[Any, Any]]) -> lis
             run.append(char)
             continue
         flush()
-        if op is _SRE_PARSER.SUBPATTERN:
+        if op is SRE_PARSER.SUBPATTERN:
             _group, add_flags, del_flags, sub = argument
             if not (add_flags or del_flags):  # flags scoped to the group may change its case rules
                 gates.extend(_regex_runs(field, view, sub))
-        elif op is _SRE_PARSER.BRANCH:
+        elif op is SRE_PARSER.BRANCH:
             union: set[Atom] = set()
             for alternative in argument[1]:
                 alternative_gates = _regex_runs(field, view, alternative)
@@ -285,7 +276,7 @@ def _regex_runs(field: str, view: View, items: Iterable[tuple[Any, Any]]) -> lis
                 union.update(strongest)
             else:
                 gates.append(frozenset(union))
-        elif op in _SRE_REPEATS:
+        elif op in SRE_REPEATS:
             low, _high, sub = argument
             if low >= 1:
                 gates.extend(_regex_runs(field, view, sub))
