@@ -101,6 +101,19 @@ def test_windows_event_identity_ignores_which_export_it_came_from() -> None:
     assert other_record != a
 
 
+def test_windows_event_identity_tells_a_cleared_logs_new_event_from_the_old_one() -> None:
+    """Clearing a log restarts its record numbers: "The very first record written to an event log is record number
+    1, and other records are numbered sequentially" (Microsoft, "Event Log Records",
+    https://learn.microsoft.com/windows/win32/eventlog/event-log-records), so after ``wevtutil cl`` (event 1102)
+    a new event takes the number of an old one. The second it was written sets them apart; renderings of one
+    event with other sub-second precision (Winlogbeat's milliseconds, EVTX's 100 ns) do not."""
+    same_event = {**EVENT, "@timestamp": EVENT["@timestamp"][:19] + ".113456Z"}
+    assert event_identity(same_event) == event_identity(EVENT)
+    after_clear = {**EVENT, "@timestamp": "2024-03-20T17:40:09.001Z"}
+    assert event_identity(after_clear) != event_identity(EVENT)
+    assert event_identity({k: v for k, v in EVENT.items() if k != "@timestamp"}) != event_identity(EVENT)
+
+
 def test_identical_json_lines_at_different_lines_are_distinct_events() -> None:
     from shellwatch.sources.record import Origin
 

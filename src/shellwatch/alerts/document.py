@@ -7,7 +7,7 @@ under ``kibana.alert.original_event.*``. shellwatch writes the same shape so tha
 
 Identity is deterministic, as in Kibana, where an alert's id is a hash of the source document's identity and the
 rule: hunting the same logs twice yields the same ``kibana.alert.uuid`` values, and the same event read from two
-copies of a log (same host, channel and record id) yields one alert id, not two.
+copies of a log (same host, channel, record id and time) yields one alert id, not two.
 """
 
 from __future__ import annotations
@@ -49,12 +49,15 @@ def _rule_uuid_of(rule_id: str) -> str:
     return str(uuid.uuid5(RULE_UUID_NAMESPACE, rule_id))
 
 
+_ISO_SECOND = len("2024-03-14T09:12:01")
+
+
 def event_identity(event: Mapping[str, Any], origin: Origin | None = None) -> str:
     """A stable identity of a source event, standing in for Elasticsearch's ``_index`` + ``_id``.
 
-    The document's own ``_id`` when it carries one; else a Windows event's (computer, channel, record id), which
-    is the same whichever export of the log it was read from; else a hash of the event's content with where it was
-    read (two identical lines in one file are two events).
+    The document's own ``_id`` when it carries one; else a Windows event's (computer, channel, record id, second
+    written), which is the same whichever export of the log it was read from; else a hash of the event's content
+    with where it was read (two identical lines in one file are two events).
     """
     doc_id = event.get("_id")
     if isinstance(doc_id, str) and doc_id:
@@ -63,7 +66,12 @@ def event_identity(event: Mapping[str, Any], origin: Origin | None = None) -> st
     computer = event.get("winlog.computer_name") or event.get("host.name")
     channel = event.get("winlog.channel")
     if record_id is not None and computer and channel:
-        return f"winlog:{computer}|{channel}|{record_id}"
+        # A cleared log numbers its events from 1 again: the second the event was written tells a new event from
+        # the earlier one that had its number, while every rendering of one event (EVTX, XML, Winlogbeat, each
+        # with its own sub-second precision) gives the same second.
+        written = event.get("@timestamp")
+        second = written[:_ISO_SECOND] if isinstance(written, str) else ""
+        return f"winlog:{computer}|{channel}|{record_id}|{second}"
     content = orjson.dumps(dict(event), option=orjson.OPT_SORT_KEYS, default=str)
     where = f"{origin.path}|{origin.line}" if origin is not None else ""
     return "sha256:" + hashlib.sha256(content + where.encode()).hexdigest()
