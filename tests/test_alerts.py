@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 from shellwatch.alerts.document import alert_uuid, build_alert, event_identity
 from shellwatch.alerts.reason import alert_reason
@@ -63,8 +65,7 @@ def test_reason_matches_kibana_wording() -> None:
     parent process, user, host, then 'created <severity> alert <name>.'"""
     reason = alert_reason(EVENT, severity="high", rule_name="R")
     assert (
-        reason
-        == "process event with process cmd.exe, parent process w3wp.exe, by DefaultAppPool on WEB01"
+        reason == "process event with process cmd.exe, parent process w3wp.exe, by DefaultAppPool on WEB01"
         " created high alert R."
     )
 
@@ -144,3 +145,34 @@ def test_alert_document_shape() -> None:
     assert alert["shellwatch.origin"] == {"path": "web01.xml", "record_id": None, "line": 1}
     again = build_alert(RULE, EVENT, origin=Origin(path="web01.xml", line=1), detected_at=datetime.now(UTC))
     assert again["kibana.alert.uuid"] == alert["kibana.alert.uuid"]
+
+
+def test_a_cleared_logs_events_alert_again_and_a_second_export_does_not(tmp_path: Path) -> None:
+    """End to end over the shipped Sysmon sample: the same records exported twice give one alert each (the same
+    event), while the log's records written again a day later under the same record ids, as after ``wevtutil cl``
+    restarts the numbering, give alerts of their own."""
+    from shellwatch.engine.ruleset import RuleSet
+    from shellwatch.pipeline import hunt
+    from shellwatch.rules.loader import load_bundled_rules
+
+    sample = Path(__file__).resolve().parents[1] / "samples" / "web01-sysmon.xml"
+    text = sample.read_text(encoding="utf-8")
+    second_export = tmp_path / "second-export.xml"
+    # Another export of the same events: times written to the microsecond instead of the millisecond.
+    finer = re.sub(r'SystemTime="([^".]+)\.(\d{3})Z"', r'SystemTime="\1.\g<2>417Z"', text)
+    second_export.write_text(re.sub(r'(Name="UtcTime">[^<.]+)\.(\d{3})<', r"\1.\g<2>417<", finer))
+    after_clear = tmp_path / "after-clear.xml"
+    after_clear.write_text(text.replace("2024-03-14", "2024-03-15"))
+    assert second_export.read_text() != text and after_clear.read_text() != text
+
+    rules = RuleSet(load_bundled_rules().rules)
+
+    def alert_ids(*paths: Path) -> list[str]:
+        found = hunt([str(path) for path in paths], rules, on_problem=lambda _p: None, workers=1, per_match=True)
+        return [alert["kibana.alert.uuid"] for alert in found]
+
+    once = alert_ids(sample)
+    assert once
+    assert alert_ids(sample, second_export) == once
+    both = alert_ids(sample, after_clear)
+    assert len(both) == 2 * len(once) and len(set(both)) == len(both)
