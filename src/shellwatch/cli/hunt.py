@@ -227,6 +227,27 @@ def exception_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def reading_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options on how records are read (``--source``, ``--process-memory``), for the commands that read
+    logs."""
+    command = click.option(
+        "--process-memory",
+        type=click.IntRange(min=0),
+        default=DEFAULT_PROCESS_MEMORY,
+        show_default=True,
+        help="Processes (and devices) a normalizer remembers per input, to name a CrowdStrike event's parent or a "
+        "Defender device's operating system.",
+    )(command)
+    return click.option(
+        "--source",
+        type=click.Choice(sorted(SOURCES)),
+        default=None,
+        help="Read every record as this source instead of recognizing each one. "
+        + "; ".join(f"{name}: {description}" for name, description in SOURCES.items())
+        + ".",
+    )(command)
+
+
 def _open_output(stack: ExitStack, output: Path | None, binary: bool) -> IO[Any]:
     if output is None:
         return sys.stdout.buffer if binary else sys.stdout
@@ -250,22 +271,7 @@ def _open_output(stack: ExitStack, output: Path | None, binary: bool) -> IO[Any]
 @click.option("--from", "start", type=TimeBound(), help="Only events at or after this ISO 8601 time.")
 @click.option("--to", "end", type=TimeBound(), help="Only events before this ISO 8601 time.")
 @click.option("--fail-on-alert", is_flag=True, help="Exit with status 1 when there are alerts (for scripts).")
-@click.option(
-    "--source",
-    type=click.Choice(sorted(SOURCES)),
-    default=None,
-    help="Read every record as this source instead of recognizing each one. "
-    + "; ".join(f"{name}: {description}" for name, description in SOURCES.items())
-    + ".",
-)
-@click.option(
-    "--process-memory",
-    type=click.IntRange(min=0),
-    default=DEFAULT_PROCESS_MEMORY,
-    show_default=True,
-    help="Processes (and devices) a normalizer remembers per input, to name a CrowdStrike event's parent or a "
-    "Defender device's operating system.",
-)
+@reading_options
 @click.option(
     "--workers",
     type=click.IntRange(min=1),

@@ -24,11 +24,15 @@ from types import FrameType
 import click
 
 from shellwatch.cli.display import safe_text
-from shellwatch.cli.hunt import EXIT_NO_RULES, MAX_LISTED_PROBLEMS, exception_options, exception_spec
+from shellwatch.cli.hunt import (
+    EXIT_NO_RULES,
+    MAX_LISTED_PROBLEMS,
+    exception_options,
+    exception_spec,
+    reading_options,
+)
 from shellwatch.cli.rule_selection import load_selected_rules, rules_option
 from shellwatch.engine.ruleset import RuleSet
-from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY
-from shellwatch.normalize.dispatch import SOURCES
 from shellwatch.sinks.base import AlertSink, SinkError
 from shellwatch.sinks.ndjson_file import NdjsonFileSink
 from shellwatch.sources.record import ReadProblem
@@ -232,19 +236,7 @@ def _headers(values: Sequence[str]) -> dict[str, str]:
     help="Run every rule every SECONDS instead of its own interval (its additional look-back is kept).",
 )
 @click.option("--once", is_flag=True, help="Read every input to its end, run every rule, deliver, exit.")
-@click.option(
-    "--source",
-    type=click.Choice(sorted(SOURCES)),
-    default=None,
-    help="Read every record as this source instead of recognizing each one.",
-)
-@click.option(
-    "--process-memory",
-    type=click.IntRange(min=0),
-    default=DEFAULT_PROCESS_MEMORY,
-    show_default=True,
-    help="Processes (and devices) a normalizer remembers per input.",
-)
+@reading_options
 @exception_options
 def watch_command(
     paths: Sequence[str],
