@@ -155,10 +155,11 @@ def collect(
     make_scan: Any, tasks: int, processes: int, weights: list[int | None] | None = None
 ) -> list[tuple[int, str | None]]:
     out: list[tuple[int, str | None]] = []
-    for index, results, finished in scan_in_order(list(range(tasks)), make_scan, processes, _lost, weights):
-        out.extend((index, result) for result in results)
-        if finished:
-            out.append((index, None))
+    for first, end, results in scan_in_order(list(range(tasks)), make_scan, processes, _lost, weights):
+        assert end in (first, first + 1), "tasks finish one by one without a fold"
+        out.extend((first, result) for result in results)
+        if end > first:
+            out.append((first, None))
     return out
 
 

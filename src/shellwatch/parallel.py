@@ -3,11 +3,16 @@
 Each worker process builds its scanner once (the rules reach it once: inherited through ``fork``, or pickled
 with the scanner's factory for ``forkserver`` and ``spawn``), then scans the inputs it is handed one at a time and
 streams what it finds back to the parent in batches while it reads. The parent hands inputs out in order, in
-groups of consecutive small inputs (one message for many files), keeping each worker one group ahead, and passes
-results on strictly in input order: the results of an input go out as soon as every earlier input is finished,
-so the same results come out in the same order whatever the number of workers. Results of later inputs wait in
-the parent; when too many wait, the parent reads only from the worker scanning the earliest unfinished input,
-and the others block on their pipes until it catches up, so memory stays bounded whatever the inputs hold.
+groups of consecutive small inputs (one message for many files), keeping each worker one group ahead; groups
+shrink as the inputs run out (at most a quarter of what is left per worker), so that the workers finish together.
+The parent passes results on strictly in input order: the results of an input go out as soon as every earlier
+input is finished, so the same results come out in the same order whatever the number of workers. Results of later
+inputs wait in the parent; when too many wait, the parent reads only from the worker scanning the earliest
+unfinished input, and the others block on their pipes until it catches up, so memory stays bounded whatever the
+inputs hold.
+
+Many small inputs cost the parent little: a worker folds the results of consecutive inputs that the caller's
+``fold`` accepts (counts, which add up) into one, and reports the whole run of inputs finished at once.
 
 A worker that dies (the parser crashing on a crafted file, the kernel's out-of-memory killer) costs the rest of
 the input it was scanning, reported through ``lost``; its other inputs go to a new worker and the run goes on.
@@ -25,9 +30,11 @@ import sys
 import threading
 import time
 import traceback
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Generic, TypeVar
@@ -37,6 +44,14 @@ ResultT = TypeVar("ResultT")
 
 Scan = Callable[[TaskT], Iterable[ResultT]]
 """Scans one input (a task) in a worker, yielding its results in order."""
+
+Fold = Callable[[ResultT | None, ResultT], ResultT | None]
+"""Folds the only result of a task into the folded result of the tasks just before it (None: they yielded nothing),
+returning what stands for them all, or None when the result must stay apart. Runs in the workers."""
+
+Piece = tuple[int, int, list[ResultT]]
+"""``(first, end, results)``: results of task ``first`` with more to come when ``end == first``; else the last
+results of tasks ``first .. end - 1``, which are then all finished (several only when they were folded)."""
 
 BATCH_RESULTS = 512
 """Results per message from a worker, at most."""
@@ -111,7 +126,9 @@ def _context() -> Any:  # a multiprocessing context (its classes are not in the 
     return context
 
 
-def _worker_main(connection: Connection, make_scan: Callable[[], Scan[Any, Any]], scanning: Any) -> None:
+def _worker_main(
+    connection: Connection, make_scan: Callable[[], Scan[Any, Any]], fold: Fold[Any] | None, scanning: Any
+) -> None:
     """A worker process: build the scanner, then scan groups of inputs until told to stop (``None``).
 
     ``scanning`` (shared memory) holds the index of the input being scanned, for the parent to know which input a
@@ -122,7 +139,7 @@ def _worker_main(connection: Connection, make_scan: Callable[[], Scan[Any, Any]]
     scan = make_scan()
     # Objects made so far live as long as the worker: the collector need not walk them again and again.
     gc.freeze()
-    outbox = _Outbox(connection)
+    outbox = _Outbox(connection, fold)
     while True:
         try:
             group = connection.recv()
@@ -130,7 +147,8 @@ def _worker_main(connection: Connection, make_scan: Callable[[], Scan[Any, Any]]
             return
         if group is None:
             return
-        for index, task in group:
+        first, tasks = group
+        for index, task in enumerate(tasks, first):
             scanning.value = index
             batch: list[Any] = []
             streamed = False
@@ -138,43 +156,78 @@ def _worker_main(connection: Connection, make_scan: Callable[[], Scan[Any, Any]]
                 for result in scan(task):
                     batch.append(result)
                     if outbox.due(len(batch)):
-                        outbox.add(index, batch, False)
+                        outbox.add_part(index, batch)
                         outbox.flush()
                         batch = []
                         streamed = True
             except Exception:
                 outbox.flush()
-                connection.send((_FAILED, [(index, traceback.format_exc(), True)]))
+                connection.send((_FAILED, (index, traceback.format_exc())))
                 return
-            outbox.add(index, batch, True)
+            outbox.add_finished(index, batch)
             # An input sent in part is finished at once: then no input but the one being scanned is ever half
             # sent, and inputs scanned since the last message can be scanned again if the worker dies.
             if streamed or outbox.due(0):
                 outbox.flush()
+        # The parent hands out the next group when it hears this one is done.
         outbox.flush()
 
 
 class _Outbox:
-    """A worker's results not sent yet: sent together, so that many small inputs cost few messages."""
+    """A worker's results not sent yet: sent together, so that many small inputs cost few messages, and folded
+    together where ``fold`` allows, so that they cost the parent few results."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, fold: Fold[Any] | None) -> None:
         self.connection = connection
-        self.entries: list[tuple[int, list[Any], bool]] = []
+        self.fold = fold
+        self.entries: list[Piece[Any]] = []
         self.count = 0
+        self.run_open = False
+        """Whether the last entry is a run of finished inputs whose results were folded (more may join it)."""
         self.sent_at = time.monotonic()
 
     def due(self, more: int) -> bool:
         return self.count + more >= BATCH_RESULTS or time.monotonic() - self.sent_at >= BATCH_SECONDS
 
-    def add(self, index: int, results: list[Any], done: bool) -> None:
-        self.entries.append((index, results, done))
+    def add_part(self, index: int, results: list[Any]) -> None:
+        self.entries.append((index, index, results))
         self.count += len(results)
+        self.run_open = False
+
+    def add_finished(self, index: int, results: list[Any]) -> None:
+        fold = self.fold
+        if fold is not None and len(results) <= 1:
+            if self.run_open and self.entries[-1][1] == index:
+                first, _, held = self.entries[-1]
+                joined = self._folded(held[0] if held else None, results)
+                if joined is not None:
+                    self.entries[-1] = (first, index + 1, joined)
+                    self.count += len(joined) - len(held)
+                    return
+            started = self._folded(None, results)
+            if started is not None:
+                self.entries.append((index, index + 1, started))
+                self.count += len(started)
+                self.run_open = True
+                return
+        self.entries.append((index, index + 1, results))
+        self.count += len(results)
+        self.run_open = False
+
+    def _folded(self, held: Any, results: list[Any]) -> list[Any] | None:
+        """The results of a run after an input with ``results`` (none, or one) joins it; None if it cannot."""
+        if not results:
+            return [] if held is None else [held]
+        assert self.fold is not None
+        folded = self.fold(held, results[0])
+        return None if folded is None else [folded]
 
     def flush(self) -> None:
         if self.entries:
             self.connection.send((_PIECES, self.entries))
         self.entries = []
         self.count = 0
+        self.run_open = False
         self.sent_at = time.monotonic()
 
 
@@ -184,9 +237,9 @@ class _Worker:
     connection: Connection
     scanning: Any
     """Shared memory: the index of the task the worker is scanning (-1 before the first)."""
-    groups: deque[deque[int]] = field(default_factory=deque)
-    """Groups of tasks handed to the worker and not done, in order; the first task of the first group is the one
-    it is scanning."""
+    groups: deque[list[int]] = field(default_factory=deque)
+    """Groups of consecutive tasks handed to the worker, ``[first not finished, end]``, in order; the first task
+    of the first group is the one it is scanning."""
 
     @property
     def current(self) -> int | None:
@@ -203,22 +256,33 @@ class _OrderedRun(Generic[TaskT, ResultT]):
         processes: int,
         lost: Callable[[TaskT, str], ResultT],
         weights: Sequence[int | None] | None,
+        fold: Fold[ResultT] | None,
     ) -> None:
         self.tasks = tasks
         self.make_scan = make_scan
         self.processes = processes
         self.lost = lost
-        self.weights = weights
+        self.fold = fold
+        # Weight of the tasks before each task: a group's end is found by bisection, not task by task.
+        self.weight_before: list[int] | None = (
+            None
+            if weights is None
+            else list(accumulate((GROUP_WEIGHT if weight is None else weight for weight in weights), initial=0))
+        )
         self.context = _context()
         self.workers: list[_Worker] = []
-        self.unassigned: deque[int] = deque(range(len(tasks)))
+        self.unassigned: deque[list[int]] = deque([[0, len(tasks)]] if tasks else [])
+        """Stretches of consecutive tasks no worker holds, ``[first, end]``, in order."""
+        self.remaining = len(tasks)
+        """Tasks no worker holds."""
         self.waiting: dict[int, list[list[ResultT]]] = {}
         self.waiting_count = 0
-        self.finished: set[int] = set()
+        self.finished: dict[int, int] = {}
+        """First task of a finished run -> the task after the run."""
         self.head = 0
         """The first task whose results have not all been passed on."""
 
-    def run(self) -> Generator[tuple[int, list[ResultT], bool], None, None]:
+    def run(self) -> Generator[Piece[ResultT], None, None]:
         completed = False
         try:
             for _ in range(self.processes):
@@ -238,7 +302,10 @@ class _OrderedRun(Generic[TaskT, ResultT]):
         parent_end, child_end = self.context.Pipe(duplex=True)
         scanning = self.context.RawValue("q", -1)
         process = self.context.Process(
-            target=_worker_main, args=(child_end, self.make_scan, scanning), name="shellwatch-worker", daemon=True
+            target=_worker_main,
+            args=(child_end, self.make_scan, self.fold, scanning),
+            name="shellwatch-worker",
+            daemon=True,
         )
         process.start()
         child_end.close()
@@ -249,25 +316,26 @@ class _OrderedRun(Generic[TaskT, ResultT]):
         self._assign(worker)
 
     def _assign(self, worker: _Worker) -> None:
-        """Hand the worker the next group: consecutive tasks up to :data:`GROUP_WEIGHT` (a heavier task alone)
-        and :data:`GROUP_TASKS`."""
-        group: deque[int] = deque()
-        weight = 0
-        while self.unassigned and len(group) < GROUP_TASKS and weight < GROUP_WEIGHT:
-            index = self.unassigned[0]
-            task_weight = self.weights[index] if self.weights is not None else None
-            task_weight = GROUP_WEIGHT if task_weight is None else task_weight
-            if group and weight + task_weight > GROUP_WEIGHT:
-                break
-            self.unassigned.popleft()
-            group.append(index)
-            weight += task_weight
-        if not group:
+        """Hand the worker the next group: consecutive tasks up to :data:`GROUP_WEIGHT` (a heavier task alone),
+        :data:`GROUP_TASKS`, and a quarter of the tasks left per worker (so that the last groups are small and the
+        workers run out of work together)."""
+        if not self.unassigned:
             return
-        worker.groups.append(group)
+        stretch = self.unassigned[0]
+        first, stop = stretch
+        end = min(stop, first + max(1, min(GROUP_TASKS, self.remaining // (2 * self.processes))))
+        weight_before = self.weight_before
+        if weight_before is not None:
+            fits = bisect_right(weight_before, weight_before[first] + GROUP_WEIGHT, first, end + 1) - 1
+            end = max(first + 1, fits)
+        stretch[0] = end
+        if end == stop:
+            self.unassigned.popleft()
+        self.remaining -= end - first
+        worker.groups.append([first, end])
         # A worker that died is found by the parent's next read, which hands its tasks on.
         with contextlib.suppress(OSError):
-            worker.connection.send([(index, self.tasks[index]) for index in group])
+            worker.connection.send((first, self.tasks[first:end]))
 
     def _watched(self) -> list[Connection]:
         busy = [worker for worker in self.workers if worker.groups]
@@ -286,49 +354,67 @@ class _OrderedRun(Generic[TaskT, ResultT]):
             self._replace_dead(worker)
             return
         if kind == _FAILED:
-            index, text, _ = entries[0]
+            index, text = entries
             raise WorkerError(f"a worker failed on input {index} ({self.tasks[index]!r}):\n{text}")
-        for index, results, done in entries:
+        for first, end, results in entries:
             if results:
-                self.waiting.setdefault(index, []).append(results)
+                self.waiting.setdefault(first, []).append(results)
                 self.waiting_count += len(results)
-            if done:
-                self.finished.add(index)
-                group = worker.groups[0]
-                group.popleft()
-                if not group:
-                    worker.groups.popleft()
-                    self._assign(worker)
+            if end > first:
+                self.finished[first] = end
+                self._done(worker, end)
+
+    def _done(self, worker: _Worker, end: int) -> None:
+        """The worker finished its tasks before ``end``: its next group, and more work if a group is done."""
+        groups = worker.groups
+        while groups and groups[0][0] < end:
+            group = groups[0]
+            group[0] = min(end, group[1])
+            if group[0] == group[1]:
+                groups.popleft()
+                self._assign(worker)
 
     def _replace_dead(self, worker: _Worker) -> None:
         worker.process.join(timeout=5)
         worker.connection.close()
         self.workers.remove(worker)
-        not_done = [index for group in worker.groups for index in group]
         crashed = worker.scanning.value
-        if crashed in not_done:
-            code = worker.process.exitcode
-            reason = f"worker process ended (exit code {code}) while reading this input; the rest of it is skipped"
-            self.waiting.setdefault(crashed, []).append([self.lost(self.tasks[crashed], reason)])
-            self.waiting_count += 1
-            self.finished.add(crashed)
-            not_done.remove(crashed)
+        not_done: list[list[int]] = []
+        for first, end in worker.groups:
+            if first <= crashed < end:
+                code = worker.process.exitcode
+                reason = f"worker process ended (exit code {code}) while reading this input; the rest of it is skipped"
+                self.waiting.setdefault(crashed, []).append([self.lost(self.tasks[crashed], reason)])
+                self.waiting_count += 1
+                self.finished[crashed] = crashed + 1
+                not_done += [[first, crashed], [crashed + 1, end]]
+            else:
+                not_done.append([first, end])
         # Nothing of the others reached the parent (see _worker_main): they are scanned again, first in line.
+        not_done = [stretch for stretch in not_done if stretch[0] < stretch[1]]
         self.unassigned.extendleft(reversed(not_done))
+        self.remaining += sum(end - first for first, end in not_done)
         if self.unassigned:
             self._start_worker()
 
-    def _drain(self) -> Iterator[tuple[int, list[ResultT], bool]]:
+    def _drain(self) -> list[Piece[ResultT]]:
+        """The pieces that can be passed on now, in order."""
+        ready: list[Piece[ResultT]] = []
+        waiting, finished = self.waiting, self.finished
         while self.head < len(self.tasks):
             index = self.head
-            for batch in self.waiting.pop(index, ()):
-                self.waiting_count -= len(batch)
-                yield index, batch, False
-            if index not in self.finished:
-                return
-            self.finished.discard(index)
-            self.head += 1
-            yield index, [], True
+            batches = waiting.pop(index, None)
+            end = finished.pop(index, index)
+            if batches:
+                self.waiting_count -= sum(len(batch) for batch in batches)
+                ready += [(index, index, batch) for batch in batches[:-1]]
+                ready.append((index, end, batches[-1]))
+            elif end > index:
+                ready.append((index, end, []))
+            if end == index:
+                break
+            self.head = end
+        return ready
 
     def _stop(self, gracefully: bool) -> None:
         for worker in self.workers:
@@ -352,14 +438,18 @@ def scan_in_order(
     processes: int,
     lost: Callable[[TaskT, str], ResultT],
     weights: Sequence[int | None] | None = None,
-) -> Generator[tuple[int, list[ResultT], bool], None, None]:
-    """Scan ``tasks`` in ``processes`` worker processes; yield ``(task index, results, finished)`` in task order.
+    fold: Fold[ResultT] | None = None,
+) -> Generator[Piece[ResultT], None, None]:
+    """Scan ``tasks`` in ``processes`` worker processes; yield their results in task order as
+    :data:`Piece` ``(first, end, results)``.
 
     ``make_scan`` runs once in each worker and returns the function that scans one task; for ``forkserver`` and
-    ``spawn`` it must pickle (a module-level function, or a :func:`functools.partial` of one). Each task's results
-    come in one or more batches, in the order its scan yielded them, then ``(index, [], True)`` once it is done;
-    task ``i + 1`` starts only after that. ``lost(task, reason)`` makes the result that reports a task cut short
-    by the death of its worker. ``weights`` (e.g. input sizes; None: heavy) lets small tasks travel to the workers
-    in groups. Closing the iterator early stops the workers.
+    ``spawn`` it must pickle (a module-level function, or a :func:`functools.partial` of one), and so must
+    ``fold``. Each task's results come in one or more batches, in the order its scan yielded them, the last one
+    saying the task is finished (``end > first``); task ``end`` starts only after that. With ``fold``, the tasks of a
+    run of consecutive tasks that yielded at most one result each, all accepted by ``fold``, finish together in one
+    piece holding their folded result (or none). ``lost(task, reason)`` makes the result that reports a task cut
+    short by the death of its worker. ``weights`` (e.g. input sizes; None: heavy) lets small tasks travel to the
+    workers in groups. Closing the iterator early stops the workers.
     """
-    return _OrderedRun(tasks, make_scan, processes, lost, weights).run()
+    return _OrderedRun(tasks, make_scan, processes, lost, weights, fold).run()

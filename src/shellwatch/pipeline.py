@@ -19,10 +19,11 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,7 +42,7 @@ from shellwatch.normalize.dispatch import (
     source_family,
 )
 from shellwatch.normalize.event_class import windows_event_class
-from shellwatch.parallel import available_cores, scan_in_order, worker_count
+from shellwatch.parallel import Piece, available_cores, scan_in_order, worker_count
 from shellwatch.prefilter import ClassPrefilter
 from shellwatch.query.ir import (
     And,
@@ -143,8 +144,8 @@ def _event_time(event: Mapping[str, Any]) -> datetime | None:
 
 
 class ScanCounts(NamedTuple):
-    """Records scanned since the input's previous counts (a named tuple: one is sent per input, and tuples
-    travel between processes faster than dataclasses)."""
+    """Records scanned since the input's previous counts, or those of a run of inputs a worker folded together
+    (:func:`_fold_counts`). A named tuple: tuples travel between processes faster than dataclasses."""
 
     records: int
     in_window: int
@@ -365,13 +366,24 @@ def _reads_named_fields_only(node: Node) -> bool:
     return isinstance(node, Const | Exists | Equals | Wildcard | Regex | Cidr | Compare | Predicate)
 
 
-def _worker_scanner(rules: RuleSet, settings: ScanSettings) -> Callable[[Input], Iterator[ScanResult]]:
+_InputFields = tuple[str, int | None, int, int | None, int]
+"""An :class:`Input` as a plain tuple, as inputs travel to the workers: by the thousand, and a plain tuple pickles
+several times faster than a named one."""
+
+
+def _worker_scanner(rules: RuleSet, settings: ScanSettings) -> Callable[[_InputFields], Iterator[ScanResult]]:
     """A worker's scanner. A forked worker inherits the parent's compiled rule set (and its index); one started
     afresh receives the rules and compiles them (see :meth:`RuleSet.__reduce__`)."""
-    return InputScanner(rules, settings).scan
+    scan = InputScanner(rules, settings).scan
+
+    def scan_fields(fields: _InputFields) -> Iterator[ScanResult]:
+        return scan(Input(*fields))
+
+    return scan_fields
 
 
-def _lost_input(item: Input, reason: str) -> ScanResult:
+def _lost_input(fields: _InputFields, reason: str) -> ScanResult:
+    item = Input(*fields)
     if not item.whole:
         # A piece of a split file: what was lost is that piece, from its first line on.
         end = "the end of the file" if item.end is None else f"byte {item.end}"
@@ -379,28 +391,53 @@ def _lost_input(item: Input, reason: str) -> ScanResult:
     return ReadProblem(Origin(item.path), reason)
 
 
-@dataclass(frozen=True, slots=True)
-class _InputDone:
-    index: int
+def _fold_counts(earlier: ScanResult | None, later: ScanResult) -> ScanResult | None:
+    """Counts of consecutive inputs summed into one (:data:`~shellwatch.parallel.Fold`), so that a worker reports a
+    run of inputs that raised nothing in one result. Counts that both hold a place of unrecognized records stay
+    apart: the hunt keeps each such place."""
+    if type(later) is not ScanCounts:
+        return None
+    if earlier is None:
+        # The run's own dictionaries, summed into in place as the run grows.
+        return later._replace(by_source=dict(later.by_source), excluded=dict(later.excluded or {}))
+    if type(earlier) is not ScanCounts or (earlier.unrecognized_at is not None and later.unrecognized_at is not None):
+        return None
+    by_source = earlier.by_source
+    for family, count in later.by_source.items():
+        by_source[family] = by_source.get(family, 0) + count
+    excluded = earlier.excluded
+    assert excluded is not None  # made a dictionary when the run began
+    if later.excluded:
+        for position, count in later.excluded.items():
+            excluded[position] = excluded.get(position, 0) + count
+    return ScanCounts(
+        earlier.records + later.records,
+        earlier.in_window + later.in_window,
+        by_source,
+        earlier.unrecognized_at if earlier.unrecognized_at is not None else later.unrecognized_at,
+        excluded,
+    )
 
 
-def _scan_here(scanner: InputScanner, inputs: Sequence[Input]) -> Generator[ScanResult | _InputDone, None, None]:
+_Pieces = Generator[tuple[int, int, Iterable[ScanResult]], None, None]
+"""What the hunt reads results from: :data:`~shellwatch.parallel.Piece` s, or their like in this process."""
+
+
+def _scan_here(scanner: InputScanner, inputs: Sequence[Input]) -> _Pieces:
+    """The inputs scanned in this process: one piece per input, its results read as the hunt consumes them."""
     for index, item in enumerate(inputs):
-        yield from scanner.scan(item)
-        yield _InputDone(index)
+        yield index, index + 1, scanner.scan(item)
 
 
 def _scan_in_workers(
     rules: RuleSet, settings: ScanSettings, inputs: Sequence[Input], processes: int
-) -> Generator[ScanResult | _InputDone, None, None]:
+) -> Generator[Piece[ScanResult], None, None]:
     if len(rules) >= INDEX_FROM_RULES:
         rules.index  # noqa: B018 -- built once here, before the workers fork, rather than once in each
     make_scan = partial(_worker_scanner, rules, settings)
     sizes = [item.size for item in inputs]
-    for index, results, finished in scan_in_order(inputs, make_scan, processes, _lost_input, sizes):
-        yield from results
-        if finished:
-            yield _InputDone(index)
+    fields: list[_InputFields] = [(*item,) for item in inputs]
+    return scan_in_order(fields, make_scan, processes, _lost_input, sizes, _fold_counts)
 
 
 def _split_large_inputs(inputs: list[Input], workers: int | None, source: str | None) -> list[Input]:
@@ -466,7 +503,8 @@ def hunt(
 
     As in Kibana, an alert id is made once: the same event read twice (two exports of one log) gives one alert.
     ``start``/``end`` keep only events whose @timestamp lies in [start, end); events without a readable timestamp
-    are kept. ``on_progress`` is called after each input and every 4,096 records of an input.
+    are kept. ``on_progress`` is called after each input (or run of small inputs a worker finished together) and every
+    4,096 records of an input.
 
     ``workers``: processes to spread the inputs over; None for all cores, except that inputs too small to repay
     starting workers (and stdin) are read in this process. A large JSON lines file of Elastic Defend or ECS documents
@@ -502,53 +540,57 @@ def hunt(
     tasks = inputs if reads_stdin else _split_large_inputs(inputs, workers, source)
     processes = 1 if reads_stdin else worker_count(workers, len(tasks), stats.input_bytes)
     stats.workers = processes
+    pieces: _Pieces
     if processes > 1:
-        results = _scan_in_workers(rules, settings, tasks, processes)
+        pieces = _scan_in_workers(rules, settings, tasks, processes)
     else:
         tasks = inputs
-        results = _scan_here(InputScanner(rules, settings), tasks)
+        pieces = _scan_here(InputScanner(rules, settings), tasks)
+    # Inputs and bytes before each task: a run of tasks finished together is counted in one step.
+    inputs_before = list(accumulate((task.last_piece for task in tasks), initial=0))
+    bytes_before = list(accumulate((task.size or 0 for task in tasks), initial=0))
     compiled = rules.compiled
     held = HeldAlerts([] if per_match else [c.rule for c in compiled], settings.detected_at)
     try:
-        for result in results:
-            if type(result) is MatchedAlert:
-                alert = result.alert
-                alert_id = alert["kibana.alert.uuid"]
-                if alert_id in made:
-                    stats.duplicates += 1
-                    continue
-                made.add(alert_id)
-                if held and held.applies(result.rule_index):
-                    held.hold(result.rule_index, alert)
-                    continue
-                rule = compiled[result.rule_index].rule
-                stats.alerts += 1
-                stats.alerts_by_rule[(rule.name, rule.severity)] += 1
-                yield alert
-            elif type(result) is ReadProblem:
-                problem(result)
-            elif type(result) is ScanCounts:
-                stats.records += result.records
-                stats.events_in_window += result.in_window
-                by_source = stats.by_source
-                for family, count in result.by_source.items():
-                    by_source[family] += count
-                if result.excluded:
-                    for position, count in result.excluded.items():
-                        stats.excluded_by_rule[compiled[position].rule.name] += count
-                if result.unrecognized_at is not None and len(stats.unrecognized_at) < 10:
-                    stats.unrecognized_at.append(result.unrecognized_at)
-                if on_progress is not None:
-                    stats.seconds = time.perf_counter() - began
-                    on_progress(stats)
-            elif type(result) is _InputDone:
-                task = tasks[result.index]
-                stats.inputs_done += task.last_piece
-                stats.bytes_done += task.size or 0
+        for first, after, results in pieces:
+            for result in results:
+                if type(result) is MatchedAlert:
+                    alert = result.alert
+                    alert_id = alert["kibana.alert.uuid"]
+                    if alert_id in made:
+                        stats.duplicates += 1
+                        continue
+                    made.add(alert_id)
+                    if held and held.applies(result.rule_index):
+                        held.hold(result.rule_index, alert)
+                        continue
+                    rule = compiled[result.rule_index].rule
+                    stats.alerts += 1
+                    stats.alerts_by_rule[(rule.name, rule.severity)] += 1
+                    yield alert
+                elif type(result) is ReadProblem:
+                    problem(result)
+                elif type(result) is ScanCounts:
+                    stats.records += result.records
+                    stats.events_in_window += result.in_window
+                    by_source = stats.by_source
+                    for family, count in result.by_source.items():
+                        by_source[family] += count
+                    if result.excluded:
+                        for position, count in result.excluded.items():
+                            stats.excluded_by_rule[compiled[position].rule.name] += count
+                    if result.unrecognized_at is not None and len(stats.unrecognized_at) < 10:
+                        stats.unrecognized_at.append(result.unrecognized_at)
+                    if on_progress is not None:
+                        stats.seconds = time.perf_counter() - began
+                        on_progress(stats)
+            if after > first:
+                stats.inputs_done += inputs_before[after] - inputs_before[first]
+                stats.bytes_done += bytes_before[after] - bytes_before[first]
                 if on_progress is not None:
                     stats.seconds = time.perf_counter() - began
                     on_progress(stats)
         yield from release_held(held, rules.rules, stats)
     finally:
-        results.close()
+        pieces.close()
         stats.seconds = time.perf_counter() - began
