@@ -100,11 +100,12 @@ class _KeyTest:
     Values repeat (the same parent image in thousands of records), so verdicts on short values are kept.
     """
 
-    __slots__ = ("_known", "marker", "pieces")
+    __slots__ = ("_known", "length", "marker", "pieces")
 
     def __init__(self, marker: str, pieces: tuple[str, ...]) -> None:
         self.marker = marker
         """The key as written before its value, ``"Key":``."""
+        self.length = len(marker)
         self.pieces = pieces
         self._known: dict[str, bool] = {}
 
@@ -117,14 +118,21 @@ class _KeyTest:
     def holds_in(self, text: str) -> bool:
         """Whether a value written for the key in a record's text holds one of the pieces, or is not a plain
         string (undecided); with the same proviso as :meth:`holds`. :func:`_marked_values` and :meth:`holds`,
-        written out: this runs for every record of a class whose rules need a piece."""
+        written out: this runs for every record of a class whose rules need a piece.
+
+        The last occurrence is looked for first, from the end: event data keys sit at the end of a record's text,
+        so that search is short, and a record usually writes a key once. Only the text before it is then searched
+        for earlier ones."""
         marker = self.marker
-        known_values = self._known
+        at = text.rfind(marker)
+        if at < 0:
+            return False
         find = text.find
-        at = find(marker)
-        while at >= 0:
-            start = at + len(marker)
-            if not text.startswith('"', start):
+        known_values = self._known
+        stop = at
+        while True:
+            start = at + self.length
+            if text[start : start + 1] != '"':
                 return True
             end = find('"', start + 1)
             if end > 0 and text[end - 1] == "\\":
@@ -137,8 +145,10 @@ class _KeyTest:
                 known = self._learn(value)
             if known:
                 return True
-            at = find(marker, end)
-        return False
+            # Then the occurrences before the last one, first to last.
+            at = find(marker, end if at != stop else 0, stop)
+            if at < 0:
+                return False
 
     def _learn(self, value: str) -> bool:
         lowered = value.lower()
@@ -254,12 +264,15 @@ def _group_holds(group: _Group, text: str, seen: dict[str, list[str] | None]) ->
     return False
 
 
-_Verdict = str | TextFilter | None
-"""A family name: no rule can match the record; a filter: ask it; None: decode the record."""
+_Verdict = tuple[str | None, TextFilter | None]
+"""(family, None): no rule can match the record; (family, filter): ask the filter, and when it rules the record
+out, count it under the family; (None, None): decode the record. A pair, so that the claim unpacks it without
+asking its type."""
 
+_DECODE: _Verdict = (None, None)
 _ID_MARKER = '}},"EventID":'
 _NO_KEY = "\x00"
-"""The previous key before the first record (its verdict None: a text starting with a NUL is decoded)."""
+"""The previous key before the first record (its verdict is to decode: a text starting with a NUL is decoded)."""
 
 
 class RecordTriage:
@@ -281,35 +294,40 @@ class RecordTriage:
         # A closure rather than a method: it runs for every record of a hunt, and its state in cells costs less
         # to reach than attributes.
         counts = self.ruled_out_by_family
+        known = self._by_key
         verdict_of = self._verdict
         last_key = _NO_KEY
-        last_verdict: _Verdict = None
+        last_family: str | None = None
+        last_filter: TextFilter | None = None
 
         def claim(text: str) -> bool:
-            nonlocal last_key, last_verdict
+            nonlocal last_key, last_family, last_filter
             # Records of one kind come in runs. A text that starts with the previous record's key has that key
             # (rendered_key finds the same first event id marker in the same place), hence its verdict: one
             # comparison instead of a search, a slice and a hash.
             if text.startswith(last_key):
-                verdict = last_verdict
+                family = last_family
+                text_filter = last_filter
             else:
                 # rendered_key, written out.
                 id_at = text.find(_ID_MARKER, PREFIX_LENGTH, KEY_SEARCH_END)
                 if id_at < 0:
                     return False
                 key = text[: id_at + KEY_TAIL]
-                verdict = verdict_of(key)
+                # The cache read here, the method only for a key seen for the first time: a call per change of
+                # key costs more than the lookup.
+                verdict = known.get(key)
+                family, text_filter = verdict_of(key) if verdict is None else verdict
                 if len(key) == id_at + KEY_TAIL:  # a key cut short by the text's end prefixes longer keys
                     last_key = key
-                    last_verdict = verdict
-            if verdict is None:
+                    last_family = family
+                    last_filter = text_filter
+            if text_filter is not None:
+                if text_filter.may_match(text):
+                    return False
+                family = text_filter.family
+            elif family is None:
                 return False
-            if isinstance(verdict, str):
-                family = verdict
-            elif verdict.may_match(text):
-                return False
-            else:
-                family = verdict.family
             try:
                 counts[family] += 1
             except KeyError:
@@ -324,10 +342,10 @@ class RecordTriage:
         key = rendered_key(text)
         if key is None:
             return None
-        verdict = self._verdict(key)
-        if type(verdict) is TextFilter:
-            return None if verdict.may_match(text) else verdict.family
-        return verdict if type(verdict) is str else None
+        family, text_filter = self._verdict(key)
+        if text_filter is not None and text_filter.may_match(text):
+            return None
+        return family
 
     def _verdict(self, key: str) -> _Verdict:
         """The verdict on the records whose :func:`rendered_key` is ``key``, made once per key."""
@@ -336,10 +354,14 @@ class RecordTriage:
         except KeyError:
             pass
         event_class = rendered_key_class(key)
-        verdict: _Verdict = None
+        verdict: _Verdict = _DECODE
         if event_class is not None:
             candidates = self._prefilter.candidates(event_class)
-            verdict = event_class.family if not candidates else self._text_filter(event_class.family, candidates)
+            if not candidates:
+                verdict = (event_class.family, None)
+            else:
+                text_filter = self._text_filter(event_class.family, candidates)
+                verdict = _DECODE if text_filter is None else (event_class.family, text_filter)
         if len(self._by_key) >= _CACHE_LIMIT:
             self._by_key.clear()
         self._by_key[key] = verdict

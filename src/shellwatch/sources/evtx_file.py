@@ -57,15 +57,17 @@ def read_evtx(
     display: str,
     on_problem: ProblemSink,
     *,
-    opened: IO[bytes] | None = None,
+    opened: IO[bytes] | int | None = None,
+    head: bytes = b"",
     claim: RecordClaim | None = None,
 ) -> Iterator[RawRecord]:
     """Every readable record of an EVTX file, in file order, then those recovered from damaged chunks.
 
     ``source`` is a path or a seekable binary file; ``display`` names it in origins and problems. ``opened``: the
-    file at ``source`` already open (seekable), for the chunk-header check to use instead of opening it again.
-    ``claim``: offered each record's JSON text first (records recovered from damaged chunks excepted); a record
-    it claims is not yielded.
+    file at ``source`` already open (a seekable file, or a descriptor of it), for the chunk-header check to use
+    instead of opening it again; ``head``: its first bytes when the caller has read them already, which the check
+    then takes from memory. ``claim``: offered each record's JSON text first (records recovered from damaged
+    chunks excepted); a record it claims is not yielded.
     """
     ledger = _Ledger()
     try:
@@ -75,7 +77,7 @@ def read_evtx(
         ledger.header_damaged = f"EVTX file header damaged ({error}); reading its chunks one by one"
     else:
         yield from _read_with_parser(parser, display, ledger, on_problem, claim)
-    yield from _recover_chunks(source if opened is None else opened, display, ledger, on_problem)
+    yield from _recover_chunks(source, opened, head, display, ledger, on_problem)
 
 
 class _Ledger:
@@ -242,15 +244,22 @@ class _Repair:
 
 
 def _recover_chunks(
-    source: str | IO[bytes], display: str, ledger: _Ledger, on_problem: ProblemSink
+    source: str | IO[bytes],
+    opened: IO[bytes] | int | None,
+    head: bytes,
+    display: str,
+    ledger: _Ledger,
+    on_problem: ProblemSink,
 ) -> Iterator[RawRecord]:
     ledger.freeze()
     if not ledger.header_damaged and not ledger.unexplained:
-        if isinstance(source, str):
+        if opened is not None:
+            clean = _every_chunk_read(opened, head, ledger)
+        elif isinstance(source, str):
             with _random_access(source) as file:
-                clean = _every_chunk_read(file, ledger)
+                clean = _every_chunk_read(file, head, ledger)
         else:
-            clean = _every_chunk_read(source, ledger)
+            clean = _every_chunk_read(source, head, ledger)
         if clean:
             return
     explained = False
@@ -258,7 +267,8 @@ def _recover_chunks(
         on_problem(ReadProblem(Origin(display), ledger.header_damaged))
         explained = True
     pending: list[_Repair] = []
-    with _random_access(source) as file:
+    # Damaged chunks are read through a file object: the caller's, or one opened here (rare enough).
+    with _random_access(source if opened is None or isinstance(opened, int) else opened) as file:
         for slot, chunk in _damaged_chunks(file, ledger):
             layout = scan_chunk(chunk)
             for reason in _describe_damage(slot, chunk, layout, ledger):
@@ -315,11 +325,11 @@ def _damaged_chunks(file: IO[bytes], ledger: _Ledger) -> Iterator[tuple[int, byt
         slot += 1
 
 
-def _every_chunk_read(file: IO[bytes], ledger: _Ledger) -> bool:
+def _every_chunk_read(file: IO[bytes] | int, head: bytes, ledger: _Ledger) -> bool:
     """Whether each whole chunk slot of a file the parser reported nothing about is a chunk whose records were
-    all read, or free space: a clean file, told apart with one read of 512 bytes per chunk. Anything else is
-    left to :func:`_damaged_chunks`."""
-    size, read_at = _random_reads(file)
+    all read, or free space: a clean file, told apart with one read of 512 bytes per chunk (none for chunks within
+    ``head``, the file's first bytes as already read). Anything else is left to :func:`_damaged_chunks`."""
+    size, read_at = _random_reads(file, head)
     offset = FILE_HEADER_SIZE
     while offset < size:
         if offset + CHUNK_SIZE > size:
@@ -334,23 +344,46 @@ def _every_chunk_read(file: IO[bytes], ledger: _Ledger) -> bool:
     return True
 
 
-def _random_reads(file: IO[bytes]) -> tuple[int, Callable[[int, int], bytes]]:
-    """The file's size, and a function reading ``size`` bytes at ``offset``: one ``pread`` where the file has a
-    descriptor (no seek, no buffer filled for 512 bytes), else a seek and a read."""
-    if hasattr(os, "pread"):
-        try:
-            descriptor = file.fileno()
-        except (AttributeError, OSError, ValueError):  # a file in memory has no descriptor
-            pass
-        else:
-            # The size by a seek: cheaper than fstat's whole status.
-            return file.seek(0, os.SEEK_END), lambda offset, size: os.pread(descriptor, size, offset)
+def _random_reads(file: IO[bytes] | int, head: bytes = b"") -> tuple[int, Callable[[int, int], bytes]]:
+    """The file's size, and a function reading ``size`` bytes at ``offset``: from ``head`` (the file's first
+    bytes, when already read) where it holds them, else one ``pread`` where the file has a descriptor (no seek, no
+    buffer filled for 512 bytes), else a seek and a read. A descriptor is only passed where ``os`` has ``pread``."""
+    if isinstance(file, int):
+        readable = file
+    else:
+        descriptor = _descriptor(file)
+        if descriptor is None:
+            return _seek_reads(file)
+        readable = descriptor
+    head_size = len(head)
+
+    def read_at(offset: int, size: int) -> bytes:
+        if offset + size <= head_size:
+            return head[offset : offset + size]
+        return os.pread(readable, size, offset)
+
+    # The size by a seek: cheaper than fstat's whole status.
+    return os.lseek(readable, 0, os.SEEK_END), read_at
+
+
+def _seek_reads(stream: IO[bytes]) -> tuple[int, Callable[[int, int], bytes]]:
+    """:func:`_random_reads` for a file without a descriptor: a seek and a read."""
 
     def seek_and_read(offset: int, size: int) -> bytes:
-        file.seek(offset)
-        return file.read(size)
+        stream.seek(offset)
+        return stream.read(size)
 
-    return file.seek(0, os.SEEK_END), seek_and_read
+    return stream.seek(0, os.SEEK_END), seek_and_read
+
+
+def _descriptor(file: IO[bytes]) -> int | None:
+    """The file's descriptor for ``pread``; None where there is no ``pread`` or the file has no descriptor."""
+    if not hasattr(os, "pread"):
+        return None
+    try:
+        return file.fileno()
+    except (AttributeError, OSError, ValueError):  # a file in memory has no descriptor
+        return None
 
 
 def _describe_damage(slot: int, chunk: bytes, layout: ChunkLayout, ledger: _Ledger) -> list[str]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +38,7 @@ from shellwatch.sources.inputs import STDIN, Input, iter_inputs, list_inputs
 from shellwatch.sources.json_records import read_json
 from shellwatch.sources.record import Origin, RawRecord, ReadProblem
 from shellwatch.sources.sniff import Sniffed, sniff
-from shellwatch.sources.streams import as_utf8, peek, spool
+from shellwatch.sources.streams import PEEK_SIZE, as_utf8, peek, spool
 
 __all__ = ["Input", "list_inputs", "read_input", "read_paths", "split_json_lines"]
 
@@ -79,6 +80,9 @@ def read_input(item: Input, on_problem: ProblemSink, *, claim: RecordClaim | Non
     if item.path == STDIN:
         yield from _read_stream(sys.stdin.buffer, STDIN, None, on_problem, 0, claim)
         return
+    if item.whole and item.size is not None and _POSITIONAL_READS:
+        yield from _read_file(item.path, on_problem, claim)
+        return
     try:
         stream = open(item.path, "rb")  # noqa: SIM115 -- closed below, after the generator is done with it
     except OSError as error:
@@ -89,6 +93,45 @@ def read_input(item: Input, on_problem: ProblemSink, *, claim: RecordClaim | Non
             yield from _read_stream(stream, item.path, item.path, on_problem, 0, claim)
         else:
             yield from _read_piece(stream, item, on_problem, claim)
+
+
+_POSITIONAL_READS = hasattr(os, "pread")
+
+
+def _read_file(path: str, on_problem: ProblemSink, claim: RecordClaim | None) -> Iterator[RawRecord]:
+    """The records of a whole regular file. Its head is read by position from a bare descriptor; an EVTX file is
+    then read by the parser from its path and checked through the same descriptor, without a buffered file object
+    (most EVTX files hold a few dozen records: what is spent per file counts). Other formats get a buffered
+    stream over the descriptor."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError as error:
+        on_problem(ReadProblem(Origin(path), f"cannot open: {error.strerror or error}"))
+        return
+    try:
+        head = _head(descriptor)
+        if sniff(head).format == "evtx":
+            yield from read_evtx(path, path, on_problem, opened=descriptor, head=head, claim=claim)
+            return
+        with open(descriptor, "rb", closefd=False) as stream:
+            yield from _read_stream(stream, path, path, on_problem, 0, claim)
+    except Exception as error:  # an I/O error: report, go on
+        on_problem(ReadProblem(Origin(path), f"read error: {type(error).__name__}: {error}"))
+    finally:
+        os.close(descriptor)
+
+
+def _head(descriptor: int) -> bytes:
+    """The first :data:`~shellwatch.sources.streams.PEEK_SIZE` bytes of a file (fewer at its end)."""
+    parts: list[bytes] = []
+    offset = 0
+    while offset < PEEK_SIZE:
+        data = os.pread(descriptor, PEEK_SIZE - offset, offset)
+        if not data:
+            break
+        parts.append(data)
+        offset += len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _read_piece(
