@@ -7,7 +7,8 @@ list repeated until the bare parser needs at least --min-seconds (default 2 s) w
   ("JSON text") and decoded with ``orjson.loads`` ("+ decode"), the file list split into one share per process
   (every Nth file) over a pool of N processes, started inside the timed region as hunt's workers are;
 * hunt: :func:`shellwatch.pipeline.hunt` with the bundled rule pack (loaded once, outside the timed region) over
-  the same file list, every alert consumed, with the default worker count and with ``workers=1``.
+  the same file list, every alert consumed, with the default worker count and with ``workers=1``. Run it in a regular
+  install (``pip install .``), where mypyc compiled the hot path (setup.py); the first line says whether it did.
 
 Each figure is the median of --repeat runs (default 5), the variants interleaved so that load from other processes
 hits them alike. Records are counted by each side and must agree.
@@ -30,6 +31,7 @@ from typing import Any
 import orjson
 from evtx import PyEvtxParser
 
+from shellwatch import compiled_modules
 from shellwatch.engine.ruleset import RuleSet
 from shellwatch.parallel import available_cores
 from shellwatch.pipeline import HuntStats, hunt
@@ -78,6 +80,12 @@ def hunt_records(files: list[str], rules: RuleSet, workers: int | None) -> int:
     return stats.records
 
 
+def compiled_path() -> str:
+    """Which modules run compiled: a regular install (``pip install .``) compiles the hot path, an editable one
+    does not (setup.py)."""
+    return ", ".join(compiled_modules()) or "none (an editable install: `pip install .` compiles it)"
+
+
 def timed(work: Callable[[], int]) -> tuple[float, int]:
     start = time.perf_counter()
     count = work()
@@ -104,6 +112,7 @@ def main() -> None:
     one_pass, one_pass_records = timed(lambda: bare(corpus, 1, True))
     copies = max(1, int(arguments.min_seconds / one_pass) + 1)
     files = corpus * copies
+    print(f"compiled hot path: {compiled_path()}")
     print(
         f"{len(corpus)} EVTX files ({size / 1e6:.1f} MB, {one_pass_records:,} records) x {copies} = "
         f"{len(files)} inputs, {one_pass_records * copies:,} records; {cores} cores, load average "

@@ -51,6 +51,7 @@ from evtx import PyEvtxParser
 
 from bench_hunt import CORPORA, bare, timed
 from big_rule_set import BigSetFiles, big_set_files, load_big_set, refusal_reasons
+from shellwatch import compiled_modules
 from shellwatch.engine.ruleset import RuleSet
 from shellwatch.parallel import available_cores
 from shellwatch.pipeline import HuntStats, hunt
@@ -652,6 +653,8 @@ def main() -> None:
 
     began = time.perf_counter()
     print(f"{available_cores()} cores; load average before: {load_average()}")
+    compiled = ", ".join(compiled_modules()) or "none (an editable install: `pip install .` compiles it)"
+    print(f"compiled hot path: {compiled}")
     with tempfile.TemporaryDirectory(prefix="shellwatch-bench-scale-") as folder:
         work = Path(folder)
         prepare_rules(shared, work)
