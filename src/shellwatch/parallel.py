@@ -4,7 +4,7 @@ Each worker process builds its scanner once (the rules reach it once: inherited 
 with the scanner's factory for ``forkserver`` and ``spawn``), then scans the inputs it is handed one at a time and
 streams what it finds back to the parent in batches while it reads. The parent hands inputs out in order, in
 groups of consecutive small inputs (one message for many files), keeping each worker one group ahead; groups
-shrink as the inputs run out (at most a quarter of what is left per worker), so that the workers finish together.
+shrink as the inputs run out (at most the inputs left over twice the workers), so that the workers finish together.
 The parent passes results on strictly in input order: the results of an input go out as soon as every earlier
 input is finished, so the same results come out in the same order whatever the number of workers. Results of later
 inputs wait in the parent; when too many wait, the parent reads only from the worker scanning the earliest
@@ -317,8 +317,8 @@ class _OrderedRun(Generic[TaskT, ResultT]):
 
     def _assign(self, worker: _Worker) -> None:
         """Hand the worker the next group: consecutive tasks up to :data:`GROUP_WEIGHT` (a heavier task alone),
-        :data:`GROUP_TASKS`, and a quarter of the tasks left per worker (so that the last groups are small and the
-        workers run out of work together)."""
+        :data:`GROUP_TASKS`, and the tasks left over twice the workers (each worker holds two groups: so that the
+        last groups are small and the workers run out of work together)."""
         if not self.unassigned:
             return
         stretch = self.unassigned[0]

@@ -322,11 +322,7 @@ class RecordTriage:
                     last_key = key
                     last_family = family
                     last_filter = text_filter
-            if text_filter is not None:
-                if text_filter.may_match(text):
-                    return False
-                family = text_filter.family
-            elif family is None:
+            if family is None or (text_filter is not None and text_filter.may_match(text)):
                 return False
             try:
                 counts[family] += 1
@@ -343,9 +339,7 @@ class RecordTriage:
         if key is None:
             return None
         family, text_filter = self._verdict(key)
-        if text_filter is not None and text_filter.may_match(text):
-            return None
-        return family
+        return None if text_filter is not None and text_filter.may_match(text) else family
 
     def _verdict(self, key: str) -> _Verdict:
         """The verdict on the records whose :func:`rendered_key` is ``key``, made once per key."""

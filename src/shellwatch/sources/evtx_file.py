@@ -252,14 +252,13 @@ def _recover_chunks(
     on_problem: ProblemSink,
 ) -> Iterator[RawRecord]:
     ledger.freeze()
+    target = source if opened is None else opened
     if not ledger.header_damaged and not ledger.unexplained:
-        if opened is not None:
-            clean = _every_chunk_read(opened, head, ledger)
-        elif isinstance(source, str):
-            with _random_access(source) as file:
+        if isinstance(target, str):
+            with _random_access(target) as file:
                 clean = _every_chunk_read(file, head, ledger)
         else:
-            clean = _every_chunk_read(source, head, ledger)
+            clean = _every_chunk_read(target, head, ledger)
         if clean:
             return
     explained = False
@@ -267,8 +266,7 @@ def _recover_chunks(
         on_problem(ReadProblem(Origin(display), ledger.header_damaged))
         explained = True
     pending: list[_Repair] = []
-    # Damaged chunks are read through a file object: the caller's, or one opened here (rare enough).
-    with _random_access(source if opened is None or isinstance(opened, int) else opened) as file:
+    with _random_access(target) as file:
         for slot, chunk in _damaged_chunks(file, ledger):
             layout = scan_chunk(chunk)
             for reason in _describe_damage(slot, chunk, layout, ledger):
@@ -290,8 +288,13 @@ def _recover_chunks(
 
 
 @contextmanager
-def _random_access(source: str | IO[bytes]) -> Iterator[IO[bytes]]:
-    """A seekable binary file for the source: the path opened, or the caller's file (left open)."""
+def _random_access(source: str | IO[bytes] | int) -> Iterator[IO[bytes]]:
+    """A seekable binary file for the source: the path opened, the caller's file, or a file over the caller's
+    descriptor (both left open)."""
+    if isinstance(source, int):
+        with open(source, "rb", closefd=False) as over_descriptor:
+            yield over_descriptor
+        return
     if not isinstance(source, str):
         yield source
         return

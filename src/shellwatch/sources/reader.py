@@ -131,7 +131,7 @@ def _head(descriptor: int) -> bytes:
             break
         parts.append(data)
         offset += len(data)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+    return b"".join(parts)
 
 
 def _read_piece(
