@@ -378,6 +378,50 @@ def test_the_prefilter_parses_only_lines_holding_a_needed_text(tmp_path: Path) -
     assert matches.records == 50
 
 
+def test_line_numbers_hold_when_duckdb_reads_the_file_in_parallel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line's number is its row's place in DuckDB's result: with the file read in many buffers by two threads,
+    the matches keep the streaming reader's line numbers and the record count its count (empty lines skipped).
+    DuckDB keeps a result in the order of its input while scanning in parallel when ``preserve_insertion_order``
+    is set (https://duckdb.org/docs/stable/sql/dialect/order_preservation)."""
+    import shellwatch.columnar as columnar
+
+    monkeypatch.setattr(columnar, "DUCKDB_LINE_BYTES", 16 << 10)  # 64 KiB buffers: the file spans over 16
+    hit = orjson.dumps(_nest({"process.parent.name": "w3wp.exe", "process.name": "cmd.exe"}))
+    lines: list[bytes] = []
+    for n in range(6000):
+        lines.append(hit if n % 997 == 3 else orjson.dumps(_nest({"process.name": f"p{n}.exe", "user.id": "x" * 80})))
+        if n % 1300 == 7:
+            lines.append(b"")
+    path = tmp_path / "many-buffers.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert path.stat().st_size > 16 * 4 * columnar.DUCKDB_LINE_BYTES
+    rules = [_rule(PREFILTERED[0], 0)]
+    matches = columnar.ColumnarMatches(str(path), rules, threads=2)
+    found = [(index, line) for index, line, _ in matches]
+    assert (found, matches.records) == _streaming_reader(path, rules)
+    assert len(found) == 7
+
+
+def test_the_plan_keeps_the_file_order(tmp_path: Path) -> None:
+    """Line numbers come from the order of DuckDB's result, which DuckDB guarantees through scans, projections and
+    filters but not through joins (https://duckdb.org/docs/stable/sql/dialect/order_preservation): the plan of the
+    bundled pack and of a long ``IN`` list (which DuckDB's optimizer may turn into a join) holds no join."""
+    path = tmp_path / "one.ndjson"
+    path.write_bytes(orjson.dumps(_nest({"process.name": "cmd.exe"})) + b"\n")
+    names = tuple(f"tool{n}.exe" for n in range(40))
+    rules = [*load_bundled_rules().rules, _rule(Equals("process.name", names, Case.INSENSITIVE), 99)]
+    matches = columnar_matches(str(path), rules)
+    connection = matches.connect()
+    try:
+        plan = "\n".join(str(row) for row in connection.execute("EXPLAIN " + matches.query()).fetchall())
+    finally:
+        connection.close()
+    assert "READ_CSV" in plan
+    assert "JOIN" not in plan
+
+
 def test_a_line_that_is_not_whole_json_hands_the_rest_to_the_streaming_reader(tmp_path: Path) -> None:
     hit = orjson.dumps(_nest({"process.parent.name": "w3wp.exe"}))
     pretty = orjson.dumps(_nest({"process.parent.name": "php-cgi.exe"}), option=orjson.OPT_INDENT_2)

@@ -3,10 +3,10 @@
 :func:`hunt` is :func:`shellwatch.pipeline.hunt` on this path where it applies (the same alerts, in the same
 order). :func:`columnar_matches` compiles each rule to SQL (:mod:`shellwatch.engine.compile_sql`); a rule the SQL
 compiler refuses is listed in :attr:`ColumnarMatches.fallback_rules` for the caller to run on the streaming path.
-DuckDB reads the file line by line (``read_csv`` with a delimiter no JSON line holds, so each row is one line and
-its row number is its line number). Every line is checked as JSON and searched once for the texts a match needs
-(:func:`~shellwatch.engine.compile_sql.line_candidate_sql`); only candidates are read with ``json_transform`` and
-decided by the rules. Python sees only
+DuckDB reads the file line by line (``read_csv`` with a delimiter no JSON line holds, so each row is one line) and
+hands back one small row per line, in file order, so a row's place is its line number. Every line is checked as
+JSON and searched once for the texts a match needs (:func:`~shellwatch.engine.compile_sql.line_candidate_sql`);
+only candidates are read with ``json_transform`` and decided by the rules. Python sees the text only of
 
 * the lines some rule matches: decoded and normalized exactly as the streaming path does
   (:func:`shellwatch.normalize.dispatch.normalize_with_family`), which gives the event handed on;
@@ -17,8 +17,8 @@ From a line that is not one whole JSON value (the streaming reader would read pa
 normalizer remembers earlier records, or the point where DuckDB stops (invalid UTF-8, a line over the size limit),
 the rest of the file is read by the streaming JSON reader and decided in Python: a file is never half-decided.
 
-Memory: DuckDB runs with ``memory_limit`` and one thread per core; the numbering step holds a number and a flag per
-line (the text only of candidates), and results are fetched in batches.
+Memory: DuckDB runs with ``memory_limit`` and one thread per core; its result is streamed and fetched in batches,
+and a line's row holds its text only when Python is to read it.
 """
 
 from __future__ import annotations
@@ -78,6 +78,10 @@ file goes to the streaming reader, whose own limit is :data:`MAX_RECORD_BYTES`."
 _RAW: Final = "raw_line"
 """The SQL name of a line as read, before the candidate test keeps or drops its text."""
 _PASSED_THROUGH: Final = frozenset({ELASTIC_DEFEND, ECS})
+_NO_JOINS: Final = "in_clause"
+"""The DuckDB optimizer that would turn a long ``IN`` list into a join. DuckDB keeps rows in their input order
+through scans, projections and filters, not through joins (https://duckdb.org/docs/stable/sql/dialect/
+order_preservation), and a row's place in the result is its line number; the join saves nothing measurable here."""
 # Bytes that would make DuckDB's line splitting differ from Python's readline (\r ends a row there; the
 # delimiter byte splits one), or that no JSON line holds.
 _UNSPLITTABLE: Final = (b"\r", b"\x01", b"\x00")
@@ -201,10 +205,17 @@ class ColumnarMatches:
     def query(self) -> str:
         """The SQL run over the file (rule literals quoted; the file path is the only other literal).
 
-        Three steps, the costly ones on few lines: every line is numbered, checked as JSON (``json_valid``) and
-        searched once for the texts a match needs (:func:`~shellwatch.engine.compile_sql.line_candidate_sql`);
-        only the text of a candidate or invalid line goes on, so the numbering step, which holds its rows, holds
-        little more than numbers; candidates are then read with ``json_transform`` and decided by the rules.
+        One row per line of the file, in file order: ``(empty, line, hits)``. ``empty``: the line is empty (DuckDB
+        reads it as NULL). ``line`` and ``hits`` are NULL but on a line Python must see: one some rule matches
+        (``hits`` lists the positions in :attr:`columnar` of the rules that match), or one the SQL may not decide
+        (``hits`` holds -1). Every line is checked as JSON (``json_valid``) and searched once for the texts a match
+        needs (:func:`~shellwatch.engine.compile_sql.line_candidate_sql`); only a candidate or invalid line is read
+        with ``json_transform`` and decided by the rules (a ``CASE`` evaluates its branch only for the rows it
+        selects).
+
+        Why every line comes out: a line's number is its place in the result, which keeps the file's order
+        (``preserve_insertion_order``) while the costly steps run in parallel. Numbering the lines in SQL instead
+        (``row_number() OVER ()``) makes DuckDB read and search the whole file in one thread.
         """
         lines = (
             f"read_csv({sql_string(self.path)}, columns={{'{_RAW}': 'VARCHAR'}}, delim='\\x01', quote='', "
@@ -212,34 +223,26 @@ class ColumnarMatches:
             f"max_line_size={DUCKDB_LINE_BYTES}, buffer_size={4 * DUCKDB_LINE_BYTES})"
         )
         schema = sql_string(self.fields.schema_json())
-        irregular = self.fields.irregular_sql()
-        outcomes = ", ".join(f"({sql}) AS r{n}" for n, (_, sql) in enumerate(self.columnar))
-        names = [f"r{n}" for n in range(len(self.columnar))]
-        wanted = " OR ".join(["irregular", *names])
         candidate = line_candidate_sql(self._groups, _RAW)
-        # The last line always comes out, with the count of lines that are not empty (for the record count).
-        numbered = (
-            f"SELECT row_number() OVER () AS rn, count(*) OVER () AS lines, count({_RAW}) OVER () AS filled, "
-            f"invalid, CASE WHEN invalid OR candidate THEN {_RAW} END AS {LINE} "
-            f"FROM (SELECT {_RAW}, NOT json_valid({_RAW}) AS invalid, {candidate} AS candidate FROM {lines})"
+        searched = (
+            f"SELECT {_RAW} IS NULL AS empty, NOT json_valid({_RAW}) AS invalid, "
+            f"CASE WHEN NOT json_valid({_RAW}) OR {candidate} THEN {_RAW} END AS {LINE} FROM {lines}"
         )
         documents = (
-            f"SELECT rn, lines, filled, {LINE}, invalid, "
-            f"CASE WHEN NOT invalid THEN json_transform({LINE}, {schema}) END AS {DOCUMENT} "
-            f"FROM ({numbered}) WHERE {LINE} IS NOT NULL OR rn = lines"
+            f"SELECT empty, invalid, {LINE}, CASE WHEN {LINE} IS NOT NULL AND NOT invalid "
+            f"THEN json_transform({LINE}, {schema}) END AS {DOCUMENT} FROM ({searched})"
         )
-        decided = (
-            f"SELECT rn, lines, filled, {LINE}, CASE WHEN invalid THEN true ELSE {irregular} END AS irregular"
-            f"{', ' + outcomes if outcomes else ''} FROM ({documents})"
-        )
+        outcomes = [f"CASE WHEN invalid OR {self.fields.irregular_sql()} THEN -1 END"]
+        outcomes += [f"CASE WHEN {sql} THEN {n} END" for n, (_, sql) in enumerate(self.columnar)]
+        hit_list = f"list_filter([{', '.join(outcomes)}], hit -> hit IS NOT NULL)"
+        decided = f"SELECT empty, {LINE}, CASE WHEN {LINE} IS NOT NULL THEN {hit_list} END AS hits FROM ({documents})"
         return (
-            f"SELECT rn, filled, {LINE}, irregular{''.join(', ' + name for name in names)} FROM ({decided}) "
-            f"WHERE {wanted} OR rn = lines"
+            f"SELECT empty, CASE WHEN len(hits) > 0 THEN {LINE} END AS {LINE}, "
+            f"CASE WHEN len(hits) > 0 THEN hits END AS hits FROM ({decided})"
         )
 
-    def __iter__(self) -> Iterator[Match]:
-        if not self.columnar:
-            return
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection set up to run :meth:`query` (the caller closes it)."""
         connection = duckdb.connect(
             ":memory:",
             config={
@@ -248,22 +251,30 @@ class ColumnarMatches:
                 "preserve_insertion_order": True,
             },
         )
-        last_line = lines_filled = 0
+        connection.execute("SET enable_progress_bar = false")
+        connection.execute(f"SET disabled_optimizers = '{_NO_JOINS}'")
+        return connection
+
+    def __iter__(self) -> Iterator[Match]:
+        if not self.columnar:
+            return
+        connection = self.connect()
+        line_number = lines_filled = 0
         try:
-            connection.execute("SET enable_progress_bar = false")
-            result = connection.execute(self.query())
-            while True:
-                rows = result.fetchmany(FETCH_ROWS)
-                if not rows:
-                    break
-                for row in rows:
-                    line_number, filled, text, irregular = row[0], row[1], row[2], row[3]
-                    last_line, lines_filled = line_number, filled
+            # A relation's rows are fetched as DuckDB makes them (a streamed result): what is held does not grow
+            # with the file.
+            result = connection.sql(self.query())
+            while rows := result.fetchmany(FETCH_ROWS):
+                for empty, text, hits in rows:
+                    line_number += 1
+                    if empty:
+                        continue
+                    lines_filled += 1
                     if text is None:
-                        continue  # the last line, empty or no candidate: there for the count of lines not empty
+                        continue
                     self.stats["candidate_lines"] += 1
-                    if not irregular:
-                        yield from self._matched(row, text, line_number)
+                    if hits[0] != -1:
+                        yield from self._matched(hits, text, line_number)
                         continue
                     decided = self._decide_in_python(text, line_number)
                     if decided is None:
@@ -275,11 +286,11 @@ class ColumnarMatches:
         except duckdb.Error as exc:
             self.on_problem(
                 ReadProblem(
-                    Origin(self.path, line=last_line + 1),
+                    Origin(self.path, line=line_number + 1),
                     f"columnar reading stopped ({type(exc).__name__}); rest decided on the streaming path",
                 )
             )
-            yield from self._rest_in_python(last_line)
+            yield from self._rest_in_python(line_number)
             return
         finally:
             connection.close()
@@ -287,14 +298,11 @@ class ColumnarMatches:
 
     # -- Python decisions -----------------------------------------------------------------------------------
 
-    def _matched(self, row: tuple[Any, ...], text: str, line_number: int) -> Iterator[Match]:
-        hits = [index for n, (index, _) in enumerate(self.columnar) if row[4 + n]]
-        if not hits:
-            return
+    def _matched(self, hits: list[int], text: str, line_number: int) -> Iterator[Match]:
         record = RawRecord(orjson.loads(text), "json", Origin(self.path, line=line_number))
         _, event = normalize_with_family(record)
-        for index in hits:
-            yield index, line_number, event
+        for position in hits:
+            yield self.columnar[position][0], line_number, event
 
     def _decide_in_python(self, text: str, line_number: int) -> list[Match] | None:
         """The matches of one line the SQL may not decide, as the streaming reader and normalizer decide them;
