@@ -37,6 +37,7 @@ import orjson
 from shellwatch import pipeline
 from shellwatch.alerts.document import build_alert, rule_fields
 from shellwatch.alerts.held import HeldAlerts
+from shellwatch.document_triage import PASS_THROUGH_SOURCES
 from shellwatch.engine.compile_python import compile_predicate
 from shellwatch.engine.compile_sql import (
     DOCUMENT,
@@ -50,7 +51,7 @@ from shellwatch.engine.compile_sql import (
 from shellwatch.engine.literals import Piece, Requirement, ascii_lower, requirement
 from shellwatch.engine.ruleset import RuleSet
 from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY, SourceContext
-from shellwatch.normalize.dispatch import ECS, ELASTIC_DEFEND, normalize_with_family, source_family
+from shellwatch.normalize.dispatch import ECS, normalize_with_family, source_family
 from shellwatch.pipeline import ExceptionSpec, HuntStats
 from shellwatch.query.errors import UnsupportedQuery
 from shellwatch.rules.model import Rule
@@ -77,7 +78,6 @@ file goes to the streaming reader, whose own limit is :data:`MAX_RECORD_BYTES`."
 
 _RAW: Final = "raw_line"
 """The SQL name of a line as read, before the candidate test keeps or drops its text."""
-_PASSED_THROUGH: Final = frozenset({ELASTIC_DEFEND, ECS})
 _NO_JOINS: Final = "in_clause"
 """The DuckDB optimizer that would turn a long ``IN`` list into a join. DuckDB keeps rows in their input order
 through scans, projections and filters, not through joins (https://duckdb.org/docs/stable/sql/dialect/
@@ -105,7 +105,7 @@ def columnar_supported(path: str, min_bytes: int = 0) -> bool:
                 if not isinstance(document, dict):
                     return False
                 families.add(source_family(RawRecord(document, "json", Origin(path))))
-            if not families or not families <= _PASSED_THROUGH:
+            if not families or not families <= PASS_THROUGH_SOURCES:
                 return False
             return not _holds_unsplittable(handle)
     except (OSError, ValueError):
@@ -322,7 +322,7 @@ class ColumnarMatches:
         for record in records:
             record.origin.line = line_number
             family, event = normalize_with_family(record)
-            if family not in _PASSED_THROUGH:
+            if family not in PASS_THROUGH_SOURCES:
                 return None
             found.extend((index, line_number, event) for index, predicate in self._predicates if predicate(event))
         for problem in problems:

@@ -30,12 +30,11 @@ from typing import Any, NamedTuple
 from shellwatch.alerts.document import build_alert, rule_fields
 from shellwatch.alerts.exceptions import ExceptionLists
 from shellwatch.alerts.held import HeldAlerts
+from shellwatch.document_triage import PASS_THROUGH_SOURCES, DocumentTriage
 from shellwatch.engine.ruleset import INDEX_FROM_RULES, RuleSet
 from shellwatch.normalize.context import DEFAULT_PROCESS_MEMORY, SourceContext
 from shellwatch.normalize.demand import FieldDemand
 from shellwatch.normalize.dispatch import (
-    ECS,
-    ELASTIC_DEFEND,
     UNKNOWN,
     WINDOWS_FAMILIES,
     normalize_with_family,
@@ -67,10 +66,6 @@ from shellwatch.triage import RecordTriage
 
 PROGRESS_RECORDS = 4096
 """An input's counts are reported (and ``on_progress`` called) every this many of its records."""
-
-PASS_THROUGH_SOURCES = frozenset((ELASTIC_DEFEND, ECS))
-"""Sources whose normalizers remember nothing between records (:class:`SourceContext` unused): a file of them
-reads the same in pieces, so a large one is split across workers."""
 
 
 @dataclass(slots=True)
@@ -260,6 +255,7 @@ class InputScanner:
         windowed = settings.start is not None or settings.end is not None
         self._prefilter = None if windowed else ClassPrefilter(rules)
         self._triage = None if self._prefilter is None else RecordTriage(rules, self._prefilter)
+        self._documents = None if windowed else DocumentTriage.for_rules(rules.rules)
         self._demand = _field_demand(rules, windowed)
         exceptions = settings.exceptions.load() if settings.exceptions is not None else None
         self._exceptions = None if exceptions is None else tuple(exceptions.for_rule(rule) for rule in rules.rules)
@@ -282,6 +278,8 @@ class InputScanner:
         ruled_out: dict[str, int] = {} if triage is None else triage.ruled_out_by_family
         ruled_out.clear()
         claim = None if triage is None else triage.claim
+        # JSON documents no rule can match, as their text shows, are counted without being normalized.
+        documents = self._documents if source is None else None
         for record in read_input(item, problems.append, claim=claim):
             if problems:
                 yield from problems
@@ -303,6 +301,12 @@ class InputScanner:
                         tally.count_class_skipped(event_class.family)
                         continue
             tally.records += 1
+            if documents is not None and record.shape == "json":
+                family = source_family(record)
+                if family in PASS_THROUGH_SOURCES and not documents.may_match(record.data):
+                    tally.by_source[family] = tally.by_source.get(family, 0) + 1
+                    tally.in_window += 1
+                    continue
             family, event = normalize_with_family(record, demand, context=context, source=source)
             by_source = tally.by_source
             by_source[family] = by_source.get(family, 0) + 1
