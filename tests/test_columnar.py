@@ -422,6 +422,21 @@ def test_the_plan_keeps_the_file_order(tmp_path: Path) -> None:
     assert "JOIN" not in plan
 
 
+def test_an_escaped_backslash_before_u_is_no_unicode_escape(tmp_path: Path) -> None:
+    """``"c:\\\\users"`` in a JSON line is an escaped backslash followed by ``u``, not a ``\\u`` escape (RFC 8259,
+    section 7): such a line is searched as text, while a line spelling a character as ``\\u0063`` is still read."""
+    benign = [orjson.dumps(_nest({"process.name": "p.exe", "process.args": [f"c:\\users\\u{n}"]})) for n in range(20)]
+    escaped = orjson.dumps(_nest({"process.parent.name": "w3wp.exe"})).replace(b"w3wp", b"\\u0077" + b"3wp")
+    path = tmp_path / "paths.ndjson"
+    path.write_bytes(b"\n".join([*benign, escaped]) + b"\n")
+    rules = [_rule(PREFILTERED[0], 0)]
+    matches = columnar_matches(str(path), rules)
+    found = [(index, line) for index, line, _ in matches]
+    assert (found, matches.records) == _streaming_reader(path, rules)
+    assert found == [(0, 21)]
+    assert matches.stats["candidate_lines"] == 1
+
+
 def test_a_line_that_is_not_whole_json_hands_the_rest_to_the_streaming_reader(tmp_path: Path) -> None:
     hit = orjson.dumps(_nest({"process.parent.name": "w3wp.exe"}))
     pretty = orjson.dumps(_nest({"process.parent.name": "php-cgi.exe"}), option=orjson.OPT_INDENT_2)

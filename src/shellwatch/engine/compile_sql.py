@@ -78,6 +78,9 @@ _COMPLETED_NAMES: Final = {"process.name": "process.executable", "process.parent
 
 _LIKE_ESCAPE: Final = "\\"
 _NUMERIC_TYPES: Final = ("BIGINT", "UBIGINT", "DOUBLE")
+_ESCAPE_RE2: Final = r"(?:^|[^\\])(?:\\\\)*\\{}"
+"""RE2 for a JSON escape, a backslash and the letter (or class) this is formatted with, after an even run of
+backslashes: a path's escaped backslash before a ``u`` (``c:\\\\users`` in the JSON text) is not one."""
 
 
 def sql_string(text: str) -> str:
@@ -175,7 +178,7 @@ class SqlFields:
         # One RE2 scan of the line for every text that may make it irregular (one pass is several times faster
         # than a substring search each): a \\u escape, a marker of another family (the batch shape too), a dotted
         # key or an array on the way to a field read.
-        alternatives = ["\\\\u", *(_re2_literal(marker) for marker in OTHER_FAMILY_MARKERS)]
+        alternatives = [_ESCAPE_RE2.format("u"), *(_re2_literal(marker) for marker in OTHER_FAMILY_MARKERS)]
         branches: set[str] = set()
         for path in sorted(self.fields):
             branches.update(path.split(".")[:-1])
@@ -241,7 +244,7 @@ def line_candidate_sql(groups: Sequence[frozenset[Piece] | None], line: str = LI
     if any(group is None for group in groups):
         return "true"
     pieces = {piece.text for group in groups if group is not None for piece in group}
-    escapes = ["\\\\u", "\\\\/", *(_re2_literal(ch) for ch in ASCII_LOWERING_EXCEPTIONS)]
+    escapes = [_ESCAPE_RE2.format("[u/]"), *(_re2_literal(ch) for ch in ASCII_LOWERING_EXCEPTIONS)]
     alternatives = [*escapes, *(_re2_literal(marker) for marker in OTHER_FAMILY_MARKERS)]
     if pieces:
         escaped = sorted(_re2_literal(json_text(piece)) for piece in pieces)
