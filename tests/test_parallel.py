@@ -90,6 +90,40 @@ def test_spawned_workers_give_the_same_alerts(monkeypatch: pytest.MonkeyPatch) -
     assert counts(stats) == counts(expected_stats)
 
 
+def test_inputs_read_several_times_give_each_alert_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sample Windows event logs copied into three folders (two exports of one log, as an incident's
+    collections often hold): each alert once, the others counted as duplicates, alike with one and two workers; a
+    process does not build the alert of a match it already alerted on (Kibana makes an alert id once, and a
+    Windows event's id is the same in every copy of its log)."""
+    import shellwatch.pipeline as pipeline
+
+    logs = sorted(SAMPLES.glob("*.xml"))
+    copies = []
+    for number in range(3):
+        folder = tmp_path / f"export{number}"
+        folder.mkdir()
+        for path in logs:
+            (folder / path.name).write_bytes(path.read_bytes())
+        copies.append(str(folder))
+    once, once_stats, _ = run([str(path) for path in logs], workers=1)
+    alerts, stats, _ = assert_same_hunt(copies)
+    assert [a["kibana.alert.uuid"] for a in alerts] == [a["kibana.alert.uuid"] for a in once]
+    assert once_stats.duplicates == 0
+    built: list[str] = []
+    real = pipeline.build_alert
+
+    def counted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        alert = real(*args, **kwargs)
+        built.append(alert["kibana.alert.uuid"])
+        return alert
+
+    monkeypatch.setattr(pipeline, "build_alert", counted)
+    run(copies, workers=1)
+    # Each alert id (held ones too: a new terms rule's) built once, and met twice more.
+    assert len(built) == len(set(built)) >= stats.alerts > 0
+    assert stats.duplicates == 2 * len(built)
+
+
 def test_small_inputs_stay_in_process_by_default() -> None:
     _, stats, _ = run([str(SAMPLES / "web01-sysmon.xml"), str(SAMPLES / "web02-security.xml")], workers=None)
     assert stats.workers == 1

@@ -27,7 +27,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from shellwatch.alerts.document import build_alert, rule_fields
+from shellwatch.alerts.document import alert_uuid, build_alert, event_identity, rule_fields
 from shellwatch.alerts.exceptions import ExceptionLists
 from shellwatch.alerts.held import HeldAlerts
 from shellwatch.document_triage import PASS_THROUGH_SOURCES, DocumentTriage
@@ -149,6 +149,8 @@ class ScanCounts(NamedTuple):
     """Where the first record of no known source in these records is, if there is one."""
     excluded: dict[int, int] | None = None
     """Matches an exception list silenced, by rule position."""
+    duplicates: int = 0
+    """Matches whose alert this process had already made (the same event read twice): not built again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +211,7 @@ class ScanSettings:
 class _Tally:
     """An input's counts since its last :class:`ScanCounts`."""
 
-    __slots__ = ("by_source", "excluded", "in_window", "records", "unrecognized_at")
+    __slots__ = ("by_source", "duplicates", "excluded", "in_window", "records", "unrecognized_at")
 
     def __init__(self) -> None:
         self.records = 0
@@ -217,6 +219,7 @@ class _Tally:
         self.by_source: dict[str, int] = {}
         self.unrecognized_at: str | None = None
         self.excluded: dict[int, int] = {}
+        self.duplicates = 0
 
     def count_class_skipped(self, family: str) -> None:
         """A record of a class no rule can match: read and in the window (the prefilter runs only without one)."""
@@ -235,8 +238,10 @@ class _Tally:
 
     def take(self) -> ScanCounts:
         """The counts so far, and a fresh start."""
-        counts = ScanCounts(self.records, self.in_window, self.by_source, self.unrecognized_at, self.excluded or None)
-        self.records = self.in_window = 0
+        counts = ScanCounts(
+            self.records, self.in_window, self.by_source, self.unrecognized_at, self.excluded or None, self.duplicates
+        )
+        self.records = self.in_window = self.duplicates = 0
         self.by_source = {}
         self.unrecognized_at = None
         self.excluded = {}
@@ -256,6 +261,7 @@ class InputScanner:
         self._prefilter = None if windowed else ClassPrefilter(rules)
         self._triage = None if self._prefilter is None else RecordTriage(rules, self._prefilter)
         self._documents = None if windowed else DocumentTriage.for_rules(rules.rules)
+        self._made: set[str] = set()
         self._demand = _field_demand(rules, windowed)
         exceptions = settings.exceptions.load() if settings.exceptions is not None else None
         self._exceptions = None if exceptions is None else tuple(exceptions.for_rule(rule) for rule in rules.rules)
@@ -328,25 +334,37 @@ class InputScanner:
                 yield from self._alerts(matched, event, record.origin, tally)
         yield from problems
         tally.absorb(ruled_out)
-        if tally.records or tally.excluded:
+        if tally.records or tally.excluded or tally.duplicates:
             yield tally.take()
 
     def _alerts(
         self, matched: list[Rule], event: dict[str, Any], origin: Origin, tally: _Tally
     ) -> Iterator[MatchedAlert]:
         exceptions = self._exceptions
+        identity = None
         for rule in matched:
             index = self._rule_index[id(rule)]
             if exceptions is not None and exceptions[index].excludes(event):
                 # As in Kibana, an event an exception item describes raises no alert for the rule.
                 tally.excluded[index] = tally.excluded.get(index, 0) + 1
                 continue
+            if identity is None:
+                identity = event_identity(event, origin)
+            # An alert this process made before (the same event read twice: two exports of one log) is not built
+            # again; the hunt would drop it. The one made comes first in the hunt's order too, as a process scans
+            # its inputs in that order.
+            alert_id = alert_uuid(rule, identity)
+            if alert_id in self._made:
+                tally.duplicates += 1
+                continue
+            self._made.add(alert_id)
             alert = build_alert(
                 rule,
                 event,
                 origin=origin,
                 detected_at=self.settings.detected_at,
                 rule_fields_cache=self._fields_by_rule[index],
+                identity=identity,
             )
             yield MatchedAlert(index, alert)
 
@@ -420,6 +438,7 @@ def _fold_counts(earlier: ScanResult | None, later: ScanResult) -> ScanResult | 
         by_source,
         earlier.unrecognized_at if earlier.unrecognized_at is not None else later.unrecognized_at,
         excluded,
+        earlier.duplicates + later.duplicates,
     )
 
 
@@ -576,6 +595,7 @@ def hunt(
                     problem(result)
                 elif type(result) is ScanCounts:
                     stats.records += result.records
+                    stats.duplicates += result.duplicates
                     stats.events_in_window += result.in_window
                     by_source = stats.by_source
                     for family, count in result.by_source.items():

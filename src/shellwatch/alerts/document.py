@@ -142,9 +142,12 @@ def build_alert(
     origin: Origin | None,
     detected_at: datetime,
     rule_fields_cache: Mapping[str, Any] | None = None,
+    identity: str | None = None,
 ) -> dict[str, Any]:
-    """The alert document for ``rule`` matching ``event`` (a flat ECS event) read from ``origin``."""
-    identity = event_identity(event, origin)
+    """The alert document for ``rule`` matching ``event`` (a flat ECS event) read from ``origin``; ``identity``:
+    :func:`event_identity` of the event and origin, when the caller has it already."""
+    if identity is None:
+        identity = event_identity(event, origin)
     source = {k: v for k, v in event.items() if k != "_id"} if "_id" in event else event
     document: dict[str, Any] = unflatten(source)
     original_event = {path[_EVENT_PREFIX_LENGTH:]: source[path] for path in _event_paths(tuple(source))}
