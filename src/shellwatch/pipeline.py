@@ -260,7 +260,9 @@ class InputScanner:
         windowed = settings.start is not None or settings.end is not None
         self._prefilter = None if windowed else ClassPrefilter(rules)
         self._triage = None if self._prefilter is None else RecordTriage(rules, self._prefilter)
-        self._documents = None if windowed else DocumentTriage.for_rules(rules.rules)
+        # Built at the first JSON document (an EVTX hunt never needs it, and for thousands of rules it costs).
+        self._documents: DocumentTriage | None = None
+        self._documents_wanted = not windowed
         self._made: set[str] = set()
         self._demand = _field_demand(rules, windowed)
         exceptions = settings.exceptions.load() if settings.exceptions is not None else None
@@ -284,8 +286,8 @@ class InputScanner:
         ruled_out: dict[str, int] = {} if triage is None else triage.ruled_out_by_family
         ruled_out.clear()
         claim = None if triage is None else triage.claim
-        # JSON documents no rule can match, as their text shows, are counted without being normalized.
-        documents = self._documents if source is None else None
+        # JSON documents no rule can match, as the fields the rules need show, are counted without being normalized.
+        triage_documents = self._documents_wanted and source is None
         for record in read_input(item, problems.append, claim=claim):
             if problems:
                 yield from problems
@@ -307,12 +309,16 @@ class InputScanner:
                         tally.count_class_skipped(event_class.family)
                         continue
             tally.records += 1
-            if documents is not None and record.shape == "json":
-                family = source_family(record)
-                if family in PASS_THROUGH_SOURCES and not documents.may_match(record.data):
-                    tally.by_source[family] = tally.by_source.get(family, 0) + 1
-                    tally.in_window += 1
-                    continue
+            if triage_documents and record.shape == "json":
+                documents = self._document_triage()
+                if documents is None:
+                    triage_documents = False
+                else:
+                    family = source_family(record)
+                    if family in PASS_THROUGH_SOURCES and not documents.may_match(record.data):
+                        tally.by_source[family] = tally.by_source.get(family, 0) + 1
+                        tally.in_window += 1
+                        continue
             family, event = normalize_with_family(record, demand, context=context, source=source)
             by_source = tally.by_source
             by_source[family] = by_source.get(family, 0) + 1
@@ -336,6 +342,14 @@ class InputScanner:
         tally.absorb(ruled_out)
         if tally.records or tally.excluded or tally.duplicates:
             yield tally.take()
+
+    def _document_triage(self) -> DocumentTriage | None:
+        """The triage of JSON documents, built at the first call; None when it is off (a time window, which needs
+        every event's time) or finds nothing to rule out with (a rule that needs no text)."""
+        if self._documents is None and self._documents_wanted:
+            self._documents = DocumentTriage.for_rules(self.rules.rules)
+            self._documents_wanted = self._documents is not None
+        return self._documents
 
     def _alerts(
         self, matched: list[Rule], event: dict[str, Any], origin: Origin, tally: _Tally
