@@ -6,8 +6,30 @@ import importlib
 
 __version__ = "0.1.0"
 
-HOT_PATH_MODULES = ("shellwatch.triage", "shellwatch.sources.evtx_file")
-"""The modules a regular install compiles with mypyc (setup.py): those every EVTX record passes through."""
+HOT_PATH_MODULES = (
+    "shellwatch.triage",
+    "shellwatch.sources.evtx_file",
+    "shellwatch.prefilter",
+    "shellwatch.engine.ruleset",
+    "shellwatch.engine.rule_index",
+    "shellwatch.engine.patterns",
+    "shellwatch.engine.literals",
+    "shellwatch.engine.compile_python",
+    "shellwatch.normalize.dispatch",
+    "shellwatch.normalize.event_class",
+    "shellwatch.normalize.windows_event",
+    "shellwatch.normalize.sysmon",
+    "shellwatch.normalize.security",
+    "shellwatch.normalize.providers",
+    "shellwatch.normalize.demand",
+    "shellwatch.normalize.conversions",
+    "shellwatch.normalize.timestamps",
+    "shellwatch.normalize.pipeline_values",
+    "shellwatch.document_triage",
+    "shellwatch.sources.json_records",
+)
+"""The modules a regular install compiles with mypyc (setup.py): those a hunt spends its time in per EVTX record
+or JSON document."""
 
 
 def compiled_modules() -> list[str]:
