@@ -8,9 +8,11 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from conftest import shared_path
@@ -122,6 +124,46 @@ def test_inputs_read_several_times_give_each_alert_once(tmp_path: Path, monkeypa
     # Each alert id (held ones too: a new terms rule's) built once, and met twice more.
     assert len(built) == len(set(built)) >= stats.alerts > 0
     assert stats.duplicates == 2 * len(built)
+
+
+def test_an_earlier_input_met_after_a_later_one_makes_its_alert(tmp_path: Path) -> None:
+    """A worker that takes over a dead worker's inputs meets an earlier input after later ones: the copy of an
+    event in the earlier input is the one the hunt keeps, so it is built even though the worker made the same
+    alert for a later input; a copy met again afterwards, in a later input, is not."""
+    from shellwatch.pipeline import InputScanner, MatchedAlert, ScanCounts, ScanSettings
+    from shellwatch.query.eql import parse_eql
+    from shellwatch.rules.model import Rule, RuleSource
+    from shellwatch.sources.reader import list_inputs
+
+    document = orjson.dumps(
+        {"_id": "one-event", "agent": {"type": "endpoint"}, "process": {"parent": {"name": "w3wp.exe"}}}
+    )
+    paths = []
+    for name in ("a", "b", "c"):
+        path = tmp_path / f"{name}.ndjson"
+        path.write_bytes(document + b"\n")
+        paths.append(str(path))
+    inputs = list_inputs(paths)
+    rule = Rule(
+        rule_id="probe",
+        name="probe",
+        description="",
+        type="eql",
+        language="eql",
+        query="",
+        ir=parse_eql('any where process.parent.name == "w3wp.exe"'),
+        source=RuleSource(path="tests/test_parallel.py"),
+    )
+    scanner = InputScanner(RuleSet([rule]), ScanSettings(start=None, end=None, detected_at=datetime.now(UTC)))
+
+    def outcome(position: int) -> tuple[int, int]:
+        results = list(scanner.scan(inputs[position], position))
+        built = sum(1 for result in results if type(result) is MatchedAlert)
+        return built, sum(result.duplicates for result in results if type(result) is ScanCounts)
+
+    assert outcome(1) == (1, 0)
+    assert outcome(0) == (1, 0), "the earlier input's alert is built"
+    assert outcome(2) == (0, 1)
 
 
 def test_small_inputs_stay_in_process_by_default() -> None:

@@ -263,13 +263,15 @@ class InputScanner:
         # Built at the first JSON document (an EVTX hunt never needs it, and for thousands of rules it costs).
         self._documents: DocumentTriage | None = None
         self._documents_wanted = not windowed
-        self._made: set[str] = set()
+        self._made: dict[str, int] = {}
+        """Alert id -> the position of the input this process made the alert in (see :meth:`_alerts`)."""
         self._demand = _field_demand(rules, windowed)
         exceptions = settings.exceptions.load() if settings.exceptions is not None else None
         self._exceptions = None if exceptions is None else tuple(exceptions.for_rule(rule) for rule in rules.rules)
 
-    def scan(self, item: Input) -> Iterator[ScanResult]:
-        """The alerts, problems and record counts of one input, in record order."""
+    def scan(self, item: Input, position: int = 0) -> Iterator[ScanResult]:
+        """The alerts, problems and record counts of one input, in record order; ``position``: the input's place
+        in the hunt's order (see :meth:`_alerts`)."""
         problems: list[ReadProblem] = []
         tally = _Tally()
         source = self.settings.source
@@ -337,7 +339,7 @@ class InputScanner:
                 if demand is not None:
                     # Matched on the demanded fields: the alert shows the whole event.
                     event = normalize_with_family(record, context=context, source=source)[1]
-                yield from self._alerts(matched, event, record.origin, tally)
+                yield from self._alerts(matched, event, record.origin, tally, position)
         yield from problems
         tally.absorb(ruled_out)
         if tally.records or tally.excluded or tally.duplicates:
@@ -352,9 +354,10 @@ class InputScanner:
         return self._documents
 
     def _alerts(
-        self, matched: list[Rule], event: dict[str, Any], origin: Origin, tally: _Tally
+        self, matched: list[Rule], event: dict[str, Any], origin: Origin, tally: _Tally, position: int
     ) -> Iterator[MatchedAlert]:
         exceptions = self._exceptions
+        made = self._made
         identity = None
         for rule in matched:
             index = self._rule_index[id(rule)]
@@ -364,14 +367,16 @@ class InputScanner:
                 continue
             if identity is None:
                 identity = event_identity(event, origin)
-            # An alert this process made before (the same event read twice: two exports of one log) is not built
-            # again; the hunt would drop it. The one made comes first in the hunt's order too, as a process scans
-            # its inputs in that order.
+            # An alert this process made in this input or an earlier one (the same event read twice: two exports
+            # of one log) comes first in the hunt's order, which keeps it and drops this one: it is not built
+            # again. A process meets an earlier input after a later one only when it takes over the inputs of a
+            # worker that died; then the alert is made here, and the hunt keeps this one.
             alert_id = alert_uuid(rule, identity)
-            if alert_id in self._made:
+            made_in = made.get(alert_id)
+            if made_in is not None and made_in <= position:
                 tally.duplicates += 1
                 continue
-            self._made.add(alert_id)
+            made[alert_id] = position
             alert = build_alert(
                 rule,
                 event,
@@ -402,9 +407,9 @@ def _reads_named_fields_only(node: Node) -> bool:
     return isinstance(node, Const | Exists | Equals | Wildcard | Regex | Cidr | Compare | Predicate)
 
 
-_InputFields = tuple[str, int | None, int, int | None, int]
-"""An :class:`Input` as a plain tuple, as inputs travel to the workers: by the thousand, and a plain tuple pickles
-several times faster than a named one."""
+_InputFields = tuple[str, int | None, int, int | None, int, int]
+"""An :class:`Input` as a plain tuple, and its position among the hunt's inputs, as inputs travel to the workers:
+by the thousand, and a plain tuple pickles several times faster than a named one."""
 
 
 def _worker_scanner(rules: RuleSet, settings: ScanSettings) -> Callable[[_InputFields], Iterator[ScanResult]]:
@@ -413,13 +418,13 @@ def _worker_scanner(rules: RuleSet, settings: ScanSettings) -> Callable[[_InputF
     scan = InputScanner(rules, settings).scan
 
     def scan_fields(fields: _InputFields) -> Iterator[ScanResult]:
-        return scan(Input(*fields))
+        return scan(Input(*fields[:-1]), fields[-1])
 
     return scan_fields
 
 
 def _lost_input(fields: _InputFields, reason: str) -> ScanResult:
-    item = Input(*fields)
+    item = Input(*fields[:-1])
     if not item.whole:
         # A piece of a split file: what was lost is that piece, from its first line on.
         end = "the end of the file" if item.end is None else f"byte {item.end}"
@@ -463,7 +468,7 @@ _Pieces = Generator[tuple[int, int, Iterable[ScanResult]], None, None]
 def _scan_here(scanner: InputScanner, inputs: Sequence[Input]) -> _Pieces:
     """The inputs scanned in this process: one piece per input, its results read as the hunt consumes them."""
     for index, item in enumerate(inputs):
-        yield index, index + 1, scanner.scan(item)
+        yield index, index + 1, scanner.scan(item, index)
 
 
 def _scan_in_workers(
@@ -473,7 +478,7 @@ def _scan_in_workers(
         rules.index  # noqa: B018 -- built once here, before the workers fork, rather than once in each
     make_scan = partial(_worker_scanner, rules, settings)
     sizes = [item.size for item in inputs]
-    fields: list[_InputFields] = [(*item,) for item in inputs]
+    fields: list[_InputFields] = [(*item, position) for position, item in enumerate(inputs)]
     return scan_in_order(fields, make_scan, processes, _lost_input, sizes, _fold_counts)
 
 
