@@ -29,6 +29,7 @@ from shellwatch.normalize.dispatch import ELASTIC_DEFEND, normalize_with_family
 from shellwatch.normalize.windows_event import normalize_windows_event
 from shellwatch.pipeline import HuntStats, hunt
 from shellwatch.query.eql import parse_eql
+from shellwatch.query.ir import And, Case, Equals, Keyword
 from shellwatch.rules.loader import load_bundled_rules, load_rules
 from shellwatch.rules.model import Rule, RuleSource
 from shellwatch.sources.record import Origin, RawRecord
@@ -223,9 +224,24 @@ def test_no_rule_that_matches_a_corpus_process_event_is_ruled_out() -> None:
 # End to end
 
 
-def test_hunt_over_ndjson_is_the_same_with_and_without_the_triage(tmp_path: Path) -> None:
-    """The bundled pack and the probes over Defend fixtures and generated documents: the same alerts and counts
-    as a hunt that normalizes every document in full (a time window every event lies in turns the triage off)."""
+def deeply_nested(document: dict[str, Any]) -> bytes:
+    """``document`` as a JSON line, with an object nested 1,000 deep under ``labels`` (orjson reads 1,024 levels but
+    writes fewer, and flattening them all exceeds Python's recursion limit)."""
+    return orjson.dumps(document)[:-1] + b',"labels":' + b'{"a":' * 1000 + b"1" + b"}" * 1000 + b"}"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param((), id="bundled-and-probes"),
+        pytest.param(('any where `@timestamp` : "2024-06-01*"',), id="a-rule-reading-the-timestamp"),
+    ],
+)
+def test_hunt_over_ndjson_is_the_same_with_and_without_the_triage(tmp_path: Path, extra: tuple[str, ...]) -> None:
+    """The bundled pack and the probes over Defend fixtures, generated documents and documents a normalizer may
+    stumble on (a timestamp whose UTC moment is out of range, an object nested 1,000 deep): the same alerts and
+    counts as a hunt that normalizes every document in full (a time window every event lies in turns the triage
+    off)."""
     lines = [*(FIXTURES / "elastic_defend-benign.ndjson").read_bytes().splitlines()]
     lines += (FIXTURES / "elastic_defend-positive.ndjson").read_bytes().splitlines()
     for number in range(300):
@@ -239,21 +255,63 @@ def test_hunt_over_ndjson_is_the_same_with_and_without_the_triage(tmp_path: Path
             "@timestamp": "2024-06-01T00:00:00.000Z",
         }
         lines.append(orjson.dumps(nest(flat)))
+    odd = nest({"process.name": "p.exe", "@timestamp": "0001-01-01T00:00:00+01:00"})
+    lines += [orjson.dumps(odd), deeply_nested(nest({"process.name": "p.exe"}))]
     path = tmp_path / "defend.ndjson"
     path.write_bytes(b"\n".join(lines * 3) + b"\n")
-    rules = RuleSet([*load_bundled_rules().rules, *(eql_rule(query, n) for n, query in enumerate(PROBES))])
+    probes = (*PROBES, *extra)
+    rules = RuleSet([*load_bundled_rules().rules, *(eql_rule(query, n) for n, query in enumerate(probes))])
     with_stats, without_stats = HuntStats(), HuntStats()
     with_triage = list(hunt([str(path)], rules, stats=with_stats, workers=1))
-    start = datetime(1970, 1, 1, tzinfo=UTC)
+    start = datetime(1, 1, 1, tzinfo=UTC)
     without = list(hunt([str(path)], rules, stats=without_stats, start=start, workers=1))
     assert [a["kibana.alert.uuid"] for a in with_triage] == [a["kibana.alert.uuid"] for a in without]
-    assert (with_stats.records, with_stats.by_source, with_stats.alerts_by_rule) == (
-        without_stats.records,
-        without_stats.by_source,
-        without_stats.alerts_by_rule,
-    )
+
+    def counts(stats: HuntStats) -> tuple[Any, ...]:
+        return (stats.records, stats.by_source, stats.alerts_by_rule, stats.unrecognized_at, stats.duplicates)
+
+    assert counts(with_stats) == counts(without_stats)
     assert with_stats.by_source[ELASTIC_DEFEND] > 900
     assert len({a["kibana.alert.rule.name"] for a in with_triage}) >= 3
+
+
+def test_a_rule_reading_the_whole_event_turns_the_triage_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule with a keyword (here beside a field test, so that it requires a piece of text) makes the hunt
+    normalize every document in full, which can fail (an object nested past
+    Python's recursion limit: the event is then unreadable, counted as of no known source) where reading a few
+    fields does not: with such a rule every document is read in full, and the hunt counts what it would count
+    without the triage."""
+    import shellwatch.pipeline as pipeline
+
+    path = tmp_path / "deep.ndjson"
+    path.write_bytes(deeply_nested(nest({"process.name": "p.exe", "process.parent.name": "explorer.exe"})) + b"\n")
+    keyword = Rule(
+        rule_id="keyword",
+        name="keyword",
+        description="",
+        type="query",
+        language="sigma",
+        query="",
+        ir=And((Keyword(("w3wp",)), Equals("process.parent.name", ("w3wp.exe",), Case.INSENSITIVE))),
+        source=RuleSource(path="tests/test_document_triage.py"),
+    )
+    built: list[Any] = []
+    real = pipeline.DocumentTriage.for_rules
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.DocumentTriage, "for_rules", counted)
+    rules = RuleSet([*load_bundled_rules().rules, keyword])
+    with_stats, without_stats = HuntStats(), HuntStats()
+    list(hunt([str(path)], rules, stats=with_stats, workers=1))
+    list(hunt([str(path)], rules, stats=without_stats, start=datetime(1, 1, 1, tzinfo=UTC), workers=1))
+    assert built == []
+    assert (with_stats.by_source, with_stats.unrecognized_at) == (
+        without_stats.by_source,
+        without_stats.unrecognized_at,
+    )
 
 
 def test_the_triage_rules_out_most_documents_of_a_quiet_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -180,6 +180,17 @@ def test_timestamp_becomes_iso_utc_and_nothing_else_changes() -> None:
     }
 
 
+def test_a_timestamp_whose_utc_moment_is_out_of_range_is_no_date() -> None:
+    """``0001-01-01T00:00:00+01:00`` is a valid ISO 8601 text whose UTC moment falls in year 0, which Python's
+    datetime cannot hold (``astimezone`` raises OverflowError): it is kept as written, as a text that is no
+    date-time, never an error that makes the whole event unreadable."""
+    document = _positive()
+    document["@timestamp"] = "0001-01-01T00:00:00+01:00"
+    event = normalize(document)
+    assert event["@timestamp"] == "0001-01-01T00:00:00+01:00"
+    assert event.get("event.kind") != "pipeline_error"
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Recognition
 

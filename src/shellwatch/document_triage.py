@@ -70,25 +70,35 @@ class DocumentTriage:
     are read.
     """
 
-    def __init__(self, groups_by_rule: Sequence[Sequence[frozenset[Piece]]], sample: int = SAMPLE_DOCUMENTS) -> None:
+    def __init__(
+        self,
+        groups_by_rule: Sequence[Sequence[frozenset[Piece]]],
+        sample: int = SAMPLE_DOCUMENTS,
+        always: Iterable[str] = (),
+    ) -> None:
         self._sample_size = sample
+        self._always = frozenset(always)
         self._groups_by_rule = tuple(tuple(_as_searched(group) for group in groups) for groups in groups_by_rule)
         self._held = {group: 0 for groups in self._groups_by_rule for group in groups}
         self._sampled = 0
         self._chosen: tuple[_Group, ...] | None = None
-        self._demand = _demand_of(self._held)
+        self._demand = _demand_of(self._held, self._always)
 
     @classmethod
-    def for_rules(cls, rules: Sequence[Rule], sample: int = SAMPLE_DOCUMENTS) -> DocumentTriage | None:
+    def for_rules(
+        cls, rules: Sequence[Rule], sample: int = SAMPLE_DOCUMENTS, always: Iterable[str] = ()
+    ) -> DocumentTriage | None:
         """The triage of ``rules``, or None when one of them requires no piece of text; ``sample``: the documents
-        checked against every group before one group per rule is chosen."""
+        checked against every group before one group per rule is chosen; ``always``: fields read from every
+        document whatever the groups (those whose reading the full normalization may fail on: a document it
+        fails on must not be ruled out here, where it is counted under its source rather than as unreadable)."""
         groups_by_rule: list[tuple[frozenset[Piece], ...]] = []
         for rule in rules:
             found = requirement(rule.ir, _searchable)
             if found is None:
                 return None
             groups_by_rule.append(found.groups)
-        return cls(groups_by_rule, sample)
+        return cls(groups_by_rule, sample, always)
 
     def may_match(self, document: Mapping[str, Any]) -> bool:
         """Whether some rule may match the event of ``document``, a decoded JSON object of one of
@@ -115,12 +125,12 @@ class DocumentTriage:
         self._sampled += 1
         if self._sampled == self._sample_size:
             self._chosen = tuple(min(groups, key=held.__getitem__) for groups in self._groups_by_rule)
-            self._demand = _demand_of(self._chosen)
+            self._demand = _demand_of(self._chosen, self._always)
         return any(all(found[group] for group in groups) for groups in self._groups_by_rule)
 
 
-def _demand_of(groups: Iterable[_Group]) -> FieldDemand:
-    return FieldDemand(field for group in groups for field, _ in group)
+def _demand_of(groups: Iterable[_Group], always: frozenset[str]) -> FieldDemand:
+    return FieldDemand({field for group in groups for field, _ in group} | always)
 
 
 def _holds(group: _Group, event: Mapping[str, Any], texts: dict[str, list[str]]) -> bool:

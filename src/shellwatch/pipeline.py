@@ -347,9 +347,14 @@ class InputScanner:
 
     def _document_triage(self) -> DocumentTriage | None:
         """The triage of JSON documents, built at the first call; None when it is off (a time window, which needs
-        every event's time) or finds nothing to rule out with (a rule that needs no text)."""
+        every event's time, or a rule that reads the whole event) or finds nothing to rule out with (a rule that
+        needs no text)."""
         if self._documents is None and self._documents_wanted:
-            self._documents = DocumentTriage.for_rules(self.rules.rules)
+            demand = self._demand
+            # The triage reads a document as the full path does, for fewer fields: when the full path reads
+            # every field (a keyword rule), it may fail where the triage would not, and make the event unreadable.
+            if demand is not None:
+                self._documents = DocumentTriage.for_rules(self.rules.rules, always=demand.fields & {"@timestamp"})
             self._documents_wanted = self._documents is not None
         return self._documents
 

@@ -67,4 +67,7 @@ def _parse_text(text: str) -> str | None:
             if stripped.endswith(suffix):
                 body = stripped[: -len(suffix)]
                 return f"{body[:10]}T{body[11:]}Z"
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    except OverflowError:  # a first or last day whose UTC moment falls outside years 1-9999
+        return None
