@@ -45,3 +45,37 @@ def test_compiled_modules_are_loaded_where_the_install_compiled_them() -> None:
     for name in compiled:
         module = __import__(name, fromlist=["_"])
         assert module.__file__ is not None and not module.__file__.endswith(".py")
+
+
+def test_compiled_modules_call_str_lower_unbound() -> None:
+    """mypyc compiles ``text.lower()`` to its own primitive, which lowers a capital sigma at the end of a word to
+    ``σ``, where Python's ``str.lower`` gives the final form ``ς`` (Unicode's Final_Sigma casing context): compiled,
+    ``"AΣ".lower()`` is ``"aσ"``; ``str.lower("AΣ")`` stays Python's call and gives ``"aς"`` compiled or not
+    (checked over every code point and its neighbours: sigma is the only difference). The compiled modules call
+    ``str.lower(text)``, so that a case-insensitive comparison means the same in both installs."""
+    offenders = []
+    for path in _setup_compiled_paths():
+        tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "lower"
+                and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "str")
+            ):
+                offenders.append(f"{path}:{node.lineno}")
+    assert offenders == []
+
+
+def test_a_final_sigma_is_lowered_as_python_does_by_the_rule_index() -> None:
+    """``process.name : "*aς*"`` matches ``AΣ`` (EQL's ``:`` compares case-insensitively, as Python's
+    ``str.lower``): the rule index, compiled in a regular install, offers the rule as a candidate."""
+    from shellwatch.engine.compile_python import compile_predicate
+    from shellwatch.engine.rule_index import RuleIndex
+    from shellwatch.query.eql import parse_eql
+
+    queries = [parse_eql(f'process where process.name : "*a{letter}*"') for letter in ("ς", "σ", "b", "c")]
+    event = {"event.category": ["process"], "process.name": "AΣ"}
+    matching = [position for position, query in enumerate(queries) if compile_predicate(query)(event)]
+    assert matching == [0]
+    assert RuleIndex(queries).candidates(event) == matching

@@ -225,9 +225,7 @@ class ColumnarMatches:
         schema = sql_string(self.fields.schema_json())
         candidate = line_candidate_sql(self._groups, _RAW)
         checked = f"SELECT {_RAW}, {_RAW} IS NULL AS empty, NOT json_valid({_RAW}) AS invalid FROM {lines}"
-        searched = (
-            f"SELECT empty, invalid, CASE WHEN invalid OR {candidate} THEN {_RAW} END AS {LINE} FROM ({checked})"
-        )
+        searched = f"SELECT empty, invalid, CASE WHEN invalid OR {candidate} THEN {_RAW} END AS {LINE} FROM ({checked})"
         documents = (
             f"SELECT empty, invalid, {LINE}, CASE WHEN {LINE} IS NOT NULL AND NOT invalid "
             f"THEN json_transform({LINE}, {schema}) END AS {DOCUMENT} FROM ({searched})"

@@ -60,7 +60,7 @@ def key_values(text: str, key: str) -> list[str] | None:
     """The lower-cased JSON text of every string value written for ``key`` in ``text`` (a JSON object's
     rendering); None when one of them is not a plain string."""
     values = _marked_values(text, _key_marker(key))
-    return None if values is None else [value.lower() for value in values]
+    return None if values is None else [str.lower(value) for value in values]
 
 
 def _key_marker(key: str) -> str:
@@ -151,7 +151,7 @@ class _KeyTest:
                 return False
 
     def _learn(self, value: str) -> bool:
-        lowered = value.lower()
+        lowered = str.lower(value)
         known = any(piece in lowered for piece in self.pieces)
         if len(value) <= _CACHED_VALUE_LENGTH:
             if len(self._known) >= _VALUE_CACHE_LIMIT:

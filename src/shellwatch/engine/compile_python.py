@@ -153,7 +153,7 @@ def list_field_test(node: Equals | Wildcard) -> Callable[[list[Any]], bool]:
     def test(items: list[Any]) -> bool:
         for item in items:
             if item.__class__ is str:
-                if text_test(item.lower() if insensitive else item):
+                if text_test(str.lower(item) if insensitive else item):
                     return True
             elif item is not None and scalar(item):
                 return True
@@ -219,7 +219,7 @@ class _EqualsMatcher:
 
     def __call__(self, x: Any) -> bool:
         if isinstance(x, str):
-            return (x.lower() if self.insensitive else x) in self.strings
+            return (str.lower(x) if self.insensitive else x) in self.strings
         if isinstance(x, bool):
             return x in self.booleans
         if isinstance(x, int | float):
@@ -236,7 +236,7 @@ def split_values(
     booleans: set[bool] = set()
     for value in values:
         if isinstance(value, str):
-            strings.add(value.lower() if insensitive else value)
+            strings.add(str.lower(value) if insensitive else value)
         elif isinstance(value, bool):
             booleans.add(value)
         elif isinstance(value, int | float):
@@ -258,7 +258,7 @@ def _wildcard_set(patterns: Sequence[str], insensitive: bool) -> WildcardSet:
 def _wildcard_matcher(patterns: Sequence[str], insensitive: bool) -> Callable[[Any], bool]:
     matcher = _wildcard_set(patterns, insensitive)
     if insensitive:
-        return lambda x: isinstance(x, str) and matcher.matches(x.lower())
+        return lambda x: isinstance(x, str) and matcher.matches(str.lower(x))
     return lambda x: isinstance(x, str) and matcher.matches(x)
 
 
@@ -296,7 +296,7 @@ def compare_scalars(left: Any, op: str, right: Any, insensitive: bool) -> bool:
         return False
     if isinstance(left, str) and isinstance(right, str):
         if insensitive:
-            left, right = left.lower(), right.lower()
+            left, right = str.lower(left), str.lower(right)
     elif isinstance(left, bool) or isinstance(right, bool):
         if not (isinstance(left, bool) and isinstance(right, bool) and op in ("==", "!=")):
             return False
@@ -380,7 +380,7 @@ def _precompiled_matcher(call: Call, insensitive: bool) -> Callable[[Sequence[ob
                 return None
             if not isinstance(source, str):
                 raise FunctionError("wildcard needs a string")
-            return matcher.matches(source.lower() if insensitive else source)
+            return matcher.matches(str.lower(source) if insensitive else source)
 
         return wildcard
     try:

@@ -114,7 +114,7 @@ def _value_pieces(field: str, values: Iterable[object], case: Case) -> frozenset
     for value in values:
         if not isinstance(value, str):
             return None
-        piece = longest_piece([value.lower() if case is Case.INSENSITIVE else value])
+        piece = longest_piece([str.lower(value) if case is Case.INSENSITIVE else value])
         if piece is None:
             return None
         pieces.add(Piece(field, piece))
@@ -125,7 +125,7 @@ def _pattern_pieces(field: str, patterns: Iterable[str], case: Case) -> frozense
     pieces: set[Piece] = set()
     for pattern in patterns:
         # Lower-cased before parsing, as the engine does (compile_wildcards).
-        parts = parse_wildcard(pattern.lower() if case is Case.INSENSITIVE else pattern)
+        parts = parse_wildcard(str.lower(pattern) if case is Case.INSENSITIVE else pattern)
         piece = longest_piece(part for part in parts if isinstance(part, str))
         if piece is None:
             return None

@@ -164,7 +164,7 @@ def compile_wildcards(patterns: Iterable[str], *, insensitive: bool) -> Wildcard
     general: list[str] = []
     match_any = False
     for raw in patterns:
-        pattern = raw.lower() if insensitive else raw
+        pattern = str.lower(raw) if insensitive else raw
         parts = parse_wildcard(pattern)
         literals = [part for part in parts if isinstance(part, str)]
         if _ONE_TOKEN in parts:
@@ -245,7 +245,7 @@ class _LuceneParser:
 
     def literal(self, ch: str) -> str:
         if self.fold and ch.isascii() and ch.isalpha():
-            return f"[{ch.lower()}{ch.upper()}]"
+            return f"[{str.lower(ch)}{ch.upper()}]"
         return re.escape(ch)
 
     # -- grammar ---------------------------------------------------------------------------------------------
@@ -328,7 +328,7 @@ class _LuceneParser:
                     if letter.islower():
                         positive.append(_SHORTHAND[letter])
                     else:
-                        negated.append(_SHORTHAND[letter.lower()])
+                        negated.append(_SHORTHAND[str.lower(letter)])
                     if not self.more() or self.peek("]"):
                         break
                     continue
@@ -355,7 +355,7 @@ class _LuceneParser:
 
     def class_char(self, ch: str) -> str:
         if self.fold and ch.isascii() and ch.isalpha():
-            return ch.lower() + ch.upper()
+            return str.lower(ch) + ch.upper()
         return re.escape(ch)
 
     def render_class(self, items: _ClassItems, negate: bool) -> str:
@@ -396,7 +396,7 @@ class _LuceneParser:
         if self.match("\\"):
             if self.peek("dswDSW"):
                 letter = self.next_char()
-                body = _SHORTHAND[letter.lower()]
+                body = _SHORTHAND[str.lower(letter)]
                 return f"[{body}]" if letter.islower() else f"[^{body}]"
             return self.literal(self.next_char())
         return self.literal(self.next_char())

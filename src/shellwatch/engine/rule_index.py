@@ -102,7 +102,7 @@ class Atom:
                 continue
             if self.view == "ascii" and any(char in item for char in REGEX_ASCII_CASE_VARIANTS):
                 return True
-            value = item.lower() if self.view == "lower" else ascii_lower(item) if self.view == "ascii" else item
+            value = str.lower(item) if self.view == "lower" else ascii_lower(item) if self.view == "ascii" else item
             if (
                 (self.kind == "equals" and value == self.text)
                 or (self.kind == "prefix" and value.startswith(self.text))
@@ -186,7 +186,7 @@ def _equals_gate(node: Equals) -> Gate:
         # A number or a boolean matches a value of its own type, which no string atom sees.
         return frozenset({Atom(node.field, "present")})
     return frozenset(
-        Atom(node.field, "equals", value.lower() if view == "lower" else value, view)
+        Atom(node.field, "equals", str.lower(value) if view == "lower" else value, view)
         for value in node.values
         if isinstance(value, str)
     )
@@ -195,7 +195,9 @@ def _equals_gate(node: Equals) -> Gate:
 def _wildcard_gate(node: Wildcard) -> Gate:
     view: View = "lower" if node.case is Case.INSENSITIVE else "value"
     # Lower-cased before parsing, as compile_wildcards does.
-    return frozenset(_pattern_atom(node.field, raw.lower() if view == "lower" else raw, view) for raw in node.patterns)
+    return frozenset(
+        _pattern_atom(node.field, str.lower(raw) if view == "lower" else raw, view) for raw in node.patterns
+    )
 
 
 def _pattern_atom(field: str, pattern: str, view: View) -> Atom:
@@ -258,7 +260,7 @@ def _regex_runs(field: str, view: View, items: Iterable[tuple[Any, Any]]) -> lis
                     # Case-insensitively, a non-ASCII letter matches more than its lower case.
                     flush()
                     continue
-                char = char.lower()
+                char = str.lower(char)
             run.append(char)
             continue
         flush()
@@ -532,10 +534,10 @@ class _FieldIndex:
             if as_is is not None:
                 as_is.scan(text, hits)
             if lower is not None:
-                lower.scan(text.lower(), hits)
+                lower.scan(str.lower(text), hits)
             if ascii_view is not None:
                 if text.isascii():
-                    ascii_view.scan(text.lower(), hits)
+                    ascii_view.scan(str.lower(text), hits)
                 elif any(char in text for char in REGEX_ASCII_CASE_VARIANTS):
                     hits.update(ascii_view.gates)
                 else:

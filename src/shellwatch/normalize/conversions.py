@@ -89,7 +89,7 @@ def java_long_decode(text: str) -> int | None:
 
 def es_convert_boolean(text: str) -> bool | None:
     """The ``convert`` processor with ``type: boolean``: ``true``/``false`` in any case, nothing else."""
-    lowered = text.lower()
+    lowered = str.lower(text)
     if lowered == "true":
         return True
     if lowered == "false":

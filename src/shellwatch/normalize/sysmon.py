@@ -332,10 +332,10 @@ def _hash_fields(hashes: str, target: str) -> tuple[tuple[str, ...], tuple[tuple
         key, separator, value = pair.partition("=")
         if not separator or not key:
             continue
-        value = value.lower()
+        value = str.lower(value)
         if not value.strip("0"):
             continue
-        found[key.lower()] = value
+        found[str.lower(key)] = value
     fields: list[tuple[str, str]] = []
     if target:
         for key, value in found.items():

@@ -53,9 +53,7 @@ class AlertTable:
         if not self.rows:
             console.print(Text("No alerts."))
             return
-        table = Table(
-            title=f"{len(self.rows)} alert{'s' if len(self.rows) != 1 else ''}", width=console.size.width
-        )
+        table = Table(title=f"{len(self.rows)} alert{'s' if len(self.rows) != 1 else ''}", width=console.size.width)
         # Two facts per cell keep the table readable on a narrow terminal: what happened where, how bad and which
         # rule, who started what; the command line gets a column of its own when there is room, else it goes
         # under the process it belongs to.

@@ -309,9 +309,7 @@ class _Lowering:
             if op == "!=":
                 return _not(self.equals(left.name, [right.value], Case.SENSITIVE))
         if not isinstance(right, Literal):
-            raise UnsupportedQuery(
-                "field comparison", "Elasticsearch EQL cannot compare a field with another field"
-            )
+            raise UnsupportedQuery("field comparison", "Elasticsearch EQL cannot compare a field with another field")
         return Compare(left, op, right)
 
     def condition_comparison(self, left: Any, op: CompareOp, right: Any) -> Node:
@@ -320,17 +318,13 @@ class _Lowering:
         if isinstance(other, eql_ast.Boolean) and op in ("==", "!="):
             test = self.test(condition)
             return test if (bool(other.value) is True) == (op == "==") else _not(test)
-        raise UnsupportedQuery(
-            "condition comparison", f"`{_render(condition)}` compared with `{_render(other)}`"
-        )
+        raise UnsupportedQuery("condition comparison", f"`{_render(condition)}` compared with `{_render(other)}`")
 
     def in_set(self, expr: Any) -> Node:
         mark = self.marks.get(expr)
         case = Case.INSENSITIVE if mark is not None and mark.operator == "in~" else Case.SENSITIVE
         if not all(isinstance(item, eql_ast.Literal) for item in expr.container):
-            raise UnsupportedQuery(
-                "field comparison", "Elasticsearch EQL cannot compare a field with another field"
-            )
+            raise UnsupportedQuery("field comparison", "Elasticsearch EQL cannot compare a field with another field")
         values: list[Scalar] = [item.value for item in expr.container]
         subject = self.value(expr.expression)
         if isinstance(subject, Literal):
@@ -403,9 +397,7 @@ class _Lowering:
                 return self.null_test(subject_expr, present=False)
             raise QueryError(f"`{operator}` needs string patterns, not null", self.position(expr))
         if not all(isinstance(p, eql_ast.String) for p in pattern_exprs):
-            raise UnsupportedQuery(
-                "field comparison", "Elasticsearch EQL cannot compare a field with another field"
-            )
+            raise UnsupportedQuery("field comparison", "Elasticsearch EQL cannot compare a field with another field")
         texts: list[str] = [p.value for p in pattern_exprs]
         subject = self.value(subject_expr)
         if operator.startswith("regex"):
@@ -469,9 +461,7 @@ class _Lowering:
     def field_name(self, expr: Any) -> str:
         parts = [expr.base, *expr.path]
         if any(not isinstance(part, str) for part in parts):
-            raise UnsupportedQuery(
-                "array index", f"`{_render(expr)}`: Elasticsearch EQL has no array indexes"
-            )
+            raise UnsupportedQuery("array index", f"`{_render(expr)}`: Elasticsearch EQL has no array indexes")
         return ".".join(parts)
 
     def function(self, expr: Any) -> tuple[str, Case]:
@@ -479,9 +469,7 @@ class _Lowering:
         name = expr.name.lower()
         position = self.position(expr)
         if getattr(expr, "as_method", False):
-            raise UnsupportedQuery(
-                "method call", f"`:{expr.name}(...)` method syntax is not Elasticsearch EQL"
-            )
+            raise UnsupportedQuery("method call", f"`:{expr.name}(...)` method syntax is not Elasticsearch EQL")
         if name not in ELASTICSEARCH_FUNCTIONS:
             if name in _NOT_ELASTICSEARCH:
                 raise UnsupportedQuery(f"function {expr.name}", "not an Elasticsearch EQL function")
