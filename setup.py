@@ -1,11 +1,17 @@
 """Build of shellwatch: everything is declared in pyproject.toml; this file only adds the compiled hot path.
 
-The modules a hunt spends its time in per EVTX record (:data:`COMPILED`: reading and triage, the per-class prefilter,
-the Windows normalizers, the rule index and the rule set's matching loop, and the pattern and closure code the
-rules' predicates call) are compiled to C with mypyc (part of mypy) in a regular install: the same typed Python
-source, run without the interpreter loop. The predicates' own source, generated when the rules are compiled, stays
-Python. Each compiled module is an optional extension: without a C compiler, or with ``SHELLWATCH_PURE_PYTHON=1``
-in the environment, the install goes on and the modules run as Python, with the same results.
+The modules a hunt spends its time in per record (:data:`COMPILED`: EVTX reading and triage, the per-class
+prefilter, the Windows normalizers, the rule index and the rule set's matching loop, the pattern and closure code the
+rules' predicates call, the JSON reader and the JSON document triage) are compiled to C with mypyc (part of mypy) in
+a regular install: the same typed Python source, run without the interpreter loop. The predicates' own source,
+generated when the rules are compiled, stays Python. Each compiled module is an optional extension: without a C
+compiler, or with ``SHELLWATCH_PURE_PYTHON=1`` in the environment, the install goes on and the modules run as
+Python, with the same results.
+
+What mypyc compiles differently from CPython must not change a result, and the whole test suite runs against both
+installs in CI. One such difference is known: mypyc's primitive for ``text.lower()`` lowers a word-final capital
+sigma to ``σ`` where Python gives ``ς``; the compiled modules call ``str.lower(text)`` instead, which
+tests/test_compiled.py enforces.
 
 An editable install (``pip install -e``) compiles nothing, so that an edit to a source file takes effect at once
 instead of being shadowed by a stale compiled copy. ``shellwatch.compiled_modules()`` tells which modules run
